@@ -1,0 +1,28 @@
+//! `vessel`: the command line front end (and, later, the window and the GTK manager).
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "vessel", version, about = "Vessel: a desktop virtualization manager with its own PC emulator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print what this build of Vessel contains.
+    Version,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => println!("vessel {}", env!("CARGO_PKG_VERSION")),
+    }
+    Ok(())
+}

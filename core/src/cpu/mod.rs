@@ -1,0 +1,1 @@
+//! The IA-32 interpreter: Vessel's reference CPU. See `docs/cpu.md`.

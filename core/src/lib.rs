@@ -1,0 +1,8 @@
+//! Vessel engine: everything that runs a virtual machine but knows nothing about a GUI.
+//!
+//! - [`bus`]: the contract between a CPU and the machine around it (physical memory, MMIO, port I/O,
+//!   interrupt lines). `vessel-machines` implements it; the CPU only ever sees this trait.
+//! - [`cpu`]: the IA-32 interpreter (the reference CPU).
+
+pub mod bus;
+pub mod cpu;
