@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Builds Vessel's real test guests from Debian packages into tests/guests/out/ (git-ignored).
+# Idempotent: each artefact is rebuilt only when missing. Uses apt-get download (i386 packages are
+# extracted, never installed) and host tools installed by scripts/setup-debian.
+#
+# Produces:
+#   vmlinuz-686          Debian 12 i386 kernel (linux-image-*-686)
+#   initrd.cpio.gz       busybox (static, i386) initramfs: prints VESSEL-GUEST-READY on the console,
+#                        then runs a shell on it
+#   linux-disk.img       raw disk: syslinux MBR -> FAT16 partition -> syslinux -> same kernel/initrd
+#   grub-rescue.iso      grub-mkrescue ISO (El Torito) with a menu, on VGA and serial
+#   memtest86+ia32.bin   memtest86+ (Linux boot protocol image, loadable with -kernel)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out="$here/out"
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+log() { echo "guests: $*" >&2; }
+
+# apt-get download of a foreign-architecture package needs that architecture's package lists.
+ensure_i386_lists() {
+  if ! dpkg --print-foreign-architectures | grep -qx i386; then
+    dpkg --add-architecture i386
+  fi
+  if ! apt-cache show busybox-static:i386 >/dev/null 2>&1; then
+    # A mirror mid-sync can fail one index; the others still update, so don't abort here.
+    apt-get update -q || true
+  fi
+}
+
+download() { # download PKG into $work/debs and extract it into $work/root
+  mkdir -p "$work/debs" "$work/root"
+  (cd "$work/debs" && apt-get download "$1" >/dev/null 2>&1) || { log "apt-get download $1 failed"; exit 1; }
+  local deb
+  deb=$(ls -t "$work/debs"/*.deb | head -n 1)
+  dpkg-deb -x "$deb" "$work/root"
+}
+
+if [ ! -s "$out/vmlinuz-686" ] || [ ! -s "$out/initrd.cpio.gz" ]; then
+  ensure_i386_lists
+  kpkg=$(apt-cache depends linux-image-686:i386 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  [ -n "$kpkg" ] || { log "cannot resolve linux-image-686:i386"; exit 1; }
+  log "kernel package $kpkg"
+  download "$kpkg"
+  cp "$(ls "$work"/root/boot/vmlinuz-* | head -n 1)" "$out/vmlinuz-686"
+  download busybox-static:i386
+  ir="$work/initramfs"
+  mkdir -p "$ir"/{bin,dev,proc,sys,tmp}
+  cp "$work/root/bin/busybox" "$ir/bin/busybox"
+  cat > "$ir/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+echo "VESSEL-GUEST-READY kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo)"
+# A shell on the console; a test types commands and ends with `reboot -f` or `poweroff -f`.
+exec setsid cttyhack sh
+INIT
+  chmod +x "$ir/init"
+  (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initrd.cpio.gz"
+fi
+
+if [ ! -s "$out/linux-disk.img" ]; then
+  log "linux-disk.img (syslinux)"
+  img="$work/disk.img"
+  truncate -s 64M "$img"
+  echo 'start=2048, type=6, bootable' | sfdisk -q "$img"
+  part="$work/part.img"
+  truncate -s $(( (64 * 1024 * 1024) - 2048 * 512 )) "$part"
+  mkfs.fat -F 16 -n VESSEL "$part" >/dev/null
+  cat > "$work/syslinux.cfg" <<'CFG'
+SERIAL 0 115200
+DEFAULT linux
+PROMPT 0
+TIMEOUT 1
+LABEL linux
+  KERNEL vmlinuz
+  INITRD initrd.gz
+  APPEND console=tty0 console=ttyS0,115200 panic=-1
+CFG
+  mcopy -i "$part" "$out/vmlinuz-686" ::vmlinuz
+  mcopy -i "$part" "$out/initrd.cpio.gz" ::initrd.gz
+  mcopy -i "$part" "$work/syslinux.cfg" ::syslinux.cfg
+  syslinux --install "$part"
+  dd if="$part" of="$img" bs=512 seek=2048 conv=notrunc status=none
+  dd if=/usr/lib/syslinux/mbr/mbr.bin of="$img" bs=440 count=1 conv=notrunc status=none
+  mv "$img" "$out/linux-disk.img"
+fi
+
+if [ ! -s "$out/grub-rescue.iso" ]; then
+  log "grub-rescue.iso"
+  iso="$work/iso"
+  mkdir -p "$iso/boot/grub"
+  cat > "$iso/boot/grub/grub.cfg" <<'CFG'
+serial --unit=0 --speed=115200
+terminal_input console serial
+terminal_output console serial
+set timeout=30
+menuentry "Vessel GRUB test entry" {
+  echo "VESSEL-GRUB-ENTRY"
+}
+menuentry "Halt" {
+  halt
+}
+CFG
+  grub-mkrescue -o "$out/grub-rescue.iso" "$iso" >/dev/null 2>&1
+fi
+
+if [ ! -s "$out/memtest86+ia32.bin" ]; then
+  log "memtest86+"
+  download memtest86+
+  cp "$work/root/boot/memtest86+ia32.bin" "$out/memtest86+ia32.bin"
+fi
+
+ls -la "$out" >&2
