@@ -353,9 +353,8 @@ impl I8042 {
     }
 
     fn set_output_port(&mut self, v: u8, ch: &mut OutputChange) {
-        if (v ^ self.output_port) & 2 != 0 {
-            ch.a20 = Some(v & 2 != 0);
-        }
+        // like QEMU, every output-port write drives the A20 line (not only changes)
+        ch.a20 = Some(v & 2 != 0);
         if v & 1 == 0 {
             ch.reset = true;
         }
@@ -456,7 +455,7 @@ mod tests {
         let ch = k.io_write(0x60, 0xDD & !2);
         assert_eq!(ch.a20, Some(false));
         let ch = k.io_write(0x64, 0xD1);
-        assert_eq!(ch, OutputChange::default());
+        assert_eq!(ch, OutputChange::default(), "the command itself changes nothing");
         let ch = k.io_write(0x60, 0xDF);
         assert_eq!(ch.a20, Some(true));
         assert!(k.io_write(0x64, 0xFE).reset);

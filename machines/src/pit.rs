@@ -69,14 +69,17 @@ impl Channel {
     /// Output pin level.
     pub fn get_out(&self, now: u64) -> bool {
         if self.null_count {
-            return self.mode != 0;
+            return self.mode != 0 && self.mode != 2;
         }
         let d = self.elapsed(now);
         let n = self.count as u64;
         match self.mode {
             0 => d >= n,
             1 => d >= n,
-            2 | 6 => d % n != n - 1,
+            // QEMU's polarity: a one-clock high pulse at the end of each period (the datasheet has
+            // a one-clock low pulse); either way one rising edge per period, and no edge when the
+            // mode is programmed.
+            2 | 6 => d % n == 0 && d != 0,
             3 | 7 => d % n < n.div_ceil(2),
             _ => d != n,
         }

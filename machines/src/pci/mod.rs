@@ -114,6 +114,7 @@ impl PciConfig {
 
     /// Make bits `mask` of the `len`-byte register at `off` guest-writable.
     pub fn set_writable(&mut self, off: usize, len: usize, mask: u32) {
+        assert!(len <= 4);
         for i in 0..len {
             self.wmask[off + i] = (mask >> (8 * i)) as u8;
         }

@@ -36,8 +36,9 @@ impl Piix3 {
         config.set_writable(0x76, 2, 0xFFFF); // MBDMA
         config.set_writable(0x80, 1, 0xFF); // APIC base relocation
         config.set_writable(0x82, 1, 0xFF); // deterministic latency
-        config.set_writable(0xA0, 8, 0xFFFF_FFFF);
-        config.set_writable(0xA8, 8, 0xFFFF_FFFF);
+        for r in (0xA0..0xB0).step_by(4) {
+            config.set_writable(r, 4, 0xFFFF_FFFF);
+        }
         config.bytes[0x4C] = 0x4D;
         config.bytes[0x4E] = 0x03;
         config.bytes[0x69] = 0x02;
