@@ -19,6 +19,7 @@
 pub mod clock;
 mod cmos;
 pub mod linux;
+pub mod ram;
 // pub mod machine; (enabled once the CPU lands)
 
 use std::io::Write;
@@ -137,8 +138,8 @@ impl Ext {
 }
 
 pub struct Pc {
-    ram: Vec<u8>,
-    bios: Vec<u8>,
+    ram: ram::GuestRam,
+    bios: ram::GuestRam,
     pub host: I440fx,
     pub piix3: Piix3,
     pub pm: Piix4Pm,
@@ -179,8 +180,12 @@ impl Pc {
             return Err(PcError::BiosSize(cfg.bios.len()));
         }
         let mut pc = Pc {
-            ram: vec![0; cfg.ram_size as usize],
-            bios: cfg.bios,
+            ram: ram::GuestRam::new(cfg.ram_size as usize),
+            bios: {
+                let mut b = ram::GuestRam::new(cfg.bios.len());
+                b.copy_from_slice(&cfg.bios);
+                b
+            },
             host: I440fx::new(),
             piix3: Piix3::new(),
             pm: Piix4Pm::new(),
@@ -233,6 +238,11 @@ impl Pc {
         if !graphics {
             f.add_file("etc/sercon-port", 0x3F8u16.to_le_bytes().to_vec());
         }
+    }
+
+    /// The firmware image mapped below 4 GiB.
+    pub fn bios(&self) -> &[u8] {
+        &self.bios
     }
 
     /// Guest RAM.

@@ -152,3 +152,12 @@ fn a20_gates_and_debug_ports() {
     pc.io_write(0x501, 1, 0x31);
     assert_eq!(pc.exit, Some(MachineExit::DebugExit(0x63)));
 }
+
+#[test]
+fn cmos_boot_order_as_qemu() {
+    let mut pc = pc();
+    for (reg, want) in [(0x3Du8, 0x12u8), (0x38, 0x30)] {
+        pc.io_write(0x70, 1, 0x80 | reg as u32);
+        assert_eq!(pc.io_read(0x71, 1) as u8, want, "CMOS {reg:#x}");
+    }
+}

@@ -46,6 +46,9 @@ impl Piix4Pm {
         config.set_writable(PMREGMISC, 1, 0x01);
         config.set_writable(SMBBA, 4, 0x0000_FFF0);
         config.set_u32(SMBBA, 1);
+        // No SMM on this machine: mark SMM as already initialised and locked (APMC_EN, byte 0x5B
+        // bit 1) the way QEMU does with `smm=off`, so SeaBIOS skips its SMI relocation handshake.
+        config.bytes[DEVACTB + 3] = 0x02;
         config.set_writable(SMBHSTCFG, 1, 0xFF);
         Piix4Pm { config, pm1_sts: 0, pm1_en: 0, pm1_cnt: 0, power_off: false }
     }
