@@ -20,11 +20,18 @@ fn main() {
     let bios = std::fs::read(args.get(1).map(String::as_str).unwrap_or("/usr/share/seabios/bios.bin")).unwrap();
     let secs: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5.0);
     let mut pc = Pc::new(PcConfig {
-        ram_size: 64 << 20,
+        ram_size: std::env::var("MEM").ok().and_then(|m| m.parse::<u64>().ok()).unwrap_or(64) << 20,
         bios,
         graphics: false,
         serial: SerialSink::Stdout,
         debugcon: SerialSink::Writer(Box::new(std::io::stderr())),
+        // KERNEL=bzImage [INITRD=file] [APPEND=cmdline]: boot Linux through linuxboot_dma.bin
+        linux: std::env::var("KERNEL").ok().map(|k| vessel_machines::pc::LinuxBoot {
+            kernel: std::fs::read(k).unwrap(),
+            initrd: std::env::var("INITRD").ok().map(|p| std::fs::read(p).unwrap()),
+            cmdline: std::env::var("APPEND").unwrap_or_default(),
+            option_rom: std::fs::read("/usr/share/qemu/linuxboot_dma.bin").unwrap(),
+        }),
         ..Default::default()
     })
     .unwrap();
@@ -36,7 +43,7 @@ fn main() {
     for e in cpuid.as_mut_slice() {
         if e.function == 1 {
             e.edx &= !(1 << 9); // no local APIC: the board's PIC drives INTR
-            e.ecx &= !((1 << 21) | (1 << 31)); // no x2APIC, no hypervisor bit
+            e.ecx &= !((1 << 21) | (1 << 30) | (1 << 31)); // no x2APIC, RDRAND, hypervisor bit
         }
     }
     vcpu.set_cpuid2(&cpuid).unwrap();
@@ -78,6 +85,19 @@ fn main() {
     };
 
     let vcpu_fd = std::os::fd::AsRawFd::as_raw_fd(&vcpu);
+    // A 1 ms interval timer kicks the vCPU out of KVM_RUN (EINTR) so timer interrupts get injected
+    // even when the guest spins without touching I/O.
+    extern "C" fn nop(_: libc::c_int) {}
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = nop as *const () as usize;
+        libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
+        let t = libc::itimerval {
+            it_interval: libc::timeval { tv_sec: 0, tv_usec: 1000 },
+            it_value: libc::timeval { tv_sec: 0, tv_usec: 1000 },
+        };
+        libc::setitimer(libc::ITIMER_REAL, &t, std::ptr::null_mut());
+    }
     let start = Instant::now();
     let mut exits = 0u64;
     while start.elapsed() < Duration::from_secs_f64(secs) {
@@ -145,8 +165,12 @@ fn main() {
             }
             Ok(e) => {
                 eprintln!("\n[kvm_board] unexpected exit {e:?}");
+                let run = vcpu.get_kvm_run();
+                let int = unsafe { run.__bindgen_anon_1.internal };
+                eprintln!("[kvm_board] internal suberror {} data {:x?}", int.suberror, &int.data[..int.ndata.min(8) as usize]);
                 break;
             }
+            Err(e) if e.errno() == libc::EINTR => {}
             Err(e) => {
                 eprintln!("\n[kvm_board] run error {e}");
                 break;
@@ -160,5 +184,10 @@ fn main() {
     pc.flush();
     let regs = vcpu.get_regs().unwrap();
     let sregs = vcpu.get_sregs().unwrap();
+    let rip = regs.rip as usize;
+    if rip + 16 < pc.ram_mut().len() {
+        eprintln!("[kvm_board] bytes at rip: {:02x?}", &pc.ram_mut()[rip..rip + 16]);
+    }
+    eprintln!("[kvm_board] regs {regs:x?}");
     eprintln!("\n[kvm_board] {exits} exits, cs:rip {:04x}:{:08x}, POST {:#x}", sregs.cs.selector, regs.rip, pc.post_code);
 }

@@ -861,7 +861,18 @@ impl Pc {
                     self.exit = Some(MachineExit::Reset);
                 }
             }
-            0xB2 | 0xB3 => self.apm[(port - 0xB2) as usize] = v,
+            0xB2 | 0xB3 => {
+                self.apm[(port - 0xB2) as usize] = v;
+                // APM control: the ACPI enable/disable commands of the FADT (SMI_CMD = 0xB2)
+                // toggle SCI_EN, as QEMU's PIIX4 does (there is no SMM handler to do it).
+                if port == 0xB2 {
+                    match v {
+                        0xF1 => self.pm.pm1_cnt |= 1,
+                        0xF0 => self.pm.pm1_cnt &= !1,
+                        _ => {}
+                    }
+                }
+            }
             0x3F8..=0x3FF => {
                 self.serial.io_write(port - 0x3F8, v);
                 let irq = self.serial.irq();

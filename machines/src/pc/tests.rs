@@ -161,3 +161,15 @@ fn cmos_boot_order_as_qemu() {
         assert_eq!(pc.io_read(0x71, 1) as u8, want, "CMOS {reg:#x}");
     }
 }
+
+#[test]
+fn acpi_enable_through_smi_cmd_sets_sci_en() {
+    let mut pc = pc();
+    cfg_write(&mut pc, 0x0B, 0x40, 4, 0x601);
+    cfg_write(&mut pc, 0x0B, 0x80, 1, 0x01);
+    assert_eq!(pc.io_read(0x604, 2) & 1, 0);
+    pc.io_write(0xB2, 1, 0xF1);
+    assert_eq!(pc.io_read(0x604, 2) & 1, 1);
+    pc.io_write(0xB2, 1, 0xF0);
+    assert_eq!(pc.io_read(0x604, 2) & 1, 0);
+}
