@@ -209,7 +209,9 @@ pub fn round_pack(
     };
     let um_under = cw & UE == 0;
     let um_over = cw & OE == 0;
-    if exp <= 0 {
+    // Tininess is detected after rounding: a value that rounds up to the smallest normal is not tiny.
+    let carry_to_normal = exp == 0 && inc(sig) && (sig | mask) == u128::MAX;
+    if exp <= 0 && !carry_to_normal {
         if um_under && wrap == 0 {
             // Memory destination with unmasked underflow: nothing is stored, only UE is raised.
             st.flags |= UE;
@@ -225,9 +227,7 @@ pub fn round_pack(
             exp += wrap;
             st.flags |= UE;
         } else {
-            // Tininess after rounding: would rounding with an unbounded exponent reach 2^emin?
-            let carry = exp == 0 && inc(sig) && (sig | mask) == u128::MAX;
-            let tiny = !carry;
+            let tiny = true;
             let s = shr_jam128(sig, (1 - exp) as u32);
             let i = inc(s);
             let inexact = s & mask != 0;
@@ -616,7 +616,7 @@ pub fn cmp_values(a: F80, b: F80) -> Cmp {
 // ---- conversions ----
 
 /// m32/m64 real to f80 (FLD m32/m64): exact; SNaN quieted with IE, denormal source sets DE.
-pub fn from_ieee(bits: u64, frac_bits: u32, exp_bits: u32, cw: u16, st: &mut Status) -> Option<F80> {
+pub fn from_ieee(bits: u64, frac_bits: u32, exp_bits: u32, _cw: u16, st: &mut Status) -> Option<F80> {
     let sign = bits >> (frac_bits + exp_bits) & 1 != 0;
     let emax = (1u64 << exp_bits) - 1;
     let e = (bits >> frac_bits) & emax;
@@ -627,13 +627,9 @@ pub fn from_ieee(bits: u64, frac_bits: u32, exp_bits: u32, cw: u16, st: &mut Sta
             return Some(F80::inf(sign));
         }
         let v = F80::new(sign, 0x7FFF, (1 << 63) | (f << (63 - frac_bits)));
-        if f >> (frac_bits - 1) == 0 {
-            st.flags |= IE;
-            if cw & IE == 0 {
-                return None;
-            }
-            return Some(v.quiet());
-        }
+        // An SNaN stays signalling in the 80-bit image: the consumer raises IE and quiets it
+        // (the x87 NaN-selection rules depend on which operand was signalling).
+
         return Some(v);
     }
     if e == 0 {

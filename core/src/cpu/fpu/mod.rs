@@ -345,7 +345,7 @@ impl FpuState {
     }
 
     /// ST0 op (already converted) memory operand, or FCOM/FCOMP with it.
-    fn mem_arith(&mut self, reg: u8, b: F80, mut st: Status) {
+    fn mem_arith(&mut self, reg: u8, b: F80, st: Status) {
         if self.empty(0) {
             if self.underflow() {
                 if reg == 2 || reg == 3 {
@@ -361,10 +361,27 @@ impl FpuState {
         }
         let a = self.st(0);
         if reg == 2 || reg == 3 {
+            let mut st = st;
+            if a.is_nan() || a.class() == Class::Unsupported {
+                st.flags &= !DE;
+            }
             self.compare_cc(a, b, false, reg == 3, 0, st);
             return;
         }
-        let r = Self::arith(reg, a, b, self.cw, &mut st);
+        // `st` holds the operand conversion's flags (DE for a denormal m32/m64, IE for an SNaN).
+        let cw = self.cw;
+        let mut conv = st.flags;
+        let mut st = Status::default();
+        let r = Self::arith(reg, a, b, cw, &mut st);
+        if a.is_nan() || a.class() == Class::Unsupported || st.flags & (IE | ZE) != 0 {
+            // Invalid, NaN and zero-divide take priority over the operand's denormal exception.
+            conv &= !DE;
+        }
+        if conv & (IE | DE) & !cw != 0 {
+            self.raise(conv, None);
+            return;
+        }
+        st.flags |= conv;
         self.apply(st);
         if let Some(v) = r {
             self.set_st(0, v);
@@ -427,8 +444,8 @@ impl FpuState {
                     return done;
                 }
                 match b {
-                    Some(b) if st.flags & DE & !cw == 0 => self.mem_arith(reg, b, st),
-                    _ => self.apply(st),
+                    Some(b) => self.mem_arith(reg, b, st),
+                    None => self.apply(st),
                 }
                 done
             }
@@ -436,13 +453,22 @@ impl FpuState {
             (1, 0) | (5, 0) | (3, 5) => {
                 let mut st = Status::default();
                 let v = match (esc, reg) {
-                    (1, _) => {
-                        let v = u32::from_le_bytes(Self::read_mem::<M, 4>(mem, ea)?);
-                        float::from_ieee(v as u64, 23, 8, cw, &mut st)
-                    }
-                    (5, _) => {
-                        let v = u64::from_le_bytes(Self::read_mem::<M, 8>(mem, ea)?);
-                        float::from_ieee(v, 52, 11, cw, &mut st)
+                    (1, _) | (5, _) => {
+                        let v = if esc == 1 {
+                            let v = u32::from_le_bytes(Self::read_mem::<M, 4>(mem, ea)?);
+                            float::from_ieee(v as u64, 23, 8, cw, &mut st)
+                        } else {
+                            let v = u64::from_le_bytes(Self::read_mem::<M, 8>(mem, ea)?);
+                            float::from_ieee(v, 52, 11, cw, &mut st)
+                        };
+                        v.map(|v| {
+                            if v.class() == Class::SNaN {
+                                st.flags |= IE;
+                                v.quiet()
+                            } else {
+                                v
+                            }
+                        })
                     }
                     _ => Some(F80::from_bytes(&Self::read_mem::<M, 10>(mem, ea)?)),
                 };
@@ -451,8 +477,12 @@ impl FpuState {
                     return done;
                 }
                 self.raise(st.flags, Some(false));
-                if let Some(v) = v {
-                    self.push(v);
+                match v {
+                    // An unmasked SNaN load is suppressed; an unmasked denormal one is not.
+                    Some(v) if st.flags & IE & !cw == 0 => {
+                        self.push(v);
+                    }
+                    _ => {}
                 }
                 done
             }
@@ -1120,6 +1150,9 @@ fn fscale(a: F80, b: F80, cw: u16, st: &mut Status) -> Option<F80> {
             mag
         }
     };
+    if cb == Class::Zero {
+        return Some(a.canonical());
+    }
     let (s, e, m) = a.unpack();
     Some(float::round_f80(s, e + n as i32, (m as u128) << 64, 64, cw, st))
 }

@@ -43,6 +43,8 @@ impl FpuMemory for TestMem<'_> {
 #[derive(Clone, Copy, Debug)]
 enum Act {
     Fpu { esc: u8, modrm: u8, ea: Option<u32> },
+    /// With an operand-size prefix (16-bit FNSTENV/FLDENV/FNSAVE/FRSTOR layouts).
+    Fpu16 { esc: u8, modrm: u8, ea: u32 },
     Mmx { op: u8, modrm: u8, ea: Option<u32> },
     MmxImm { op: u8, modrm: u8, imm: u8 },
     StoreAx(u32),
@@ -80,6 +82,13 @@ impl Prog {
         self.code.extend_from_slice(&[0xD8 + esc, modrm]);
         self.code.extend_from_slice(&disp.to_le_bytes());
         self.acts.push(Act::Fpu { esc, modrm, ea: Some(disp) });
+        self
+    }
+    fn mem16(&mut self, esc: u8, reg: u8, disp: u32) -> &mut Self {
+        let modrm = 0x87 | (reg << 3);
+        self.code.extend_from_slice(&[0x66, 0xD8 + esc, modrm]);
+        self.code.extend_from_slice(&disp.to_le_bytes());
+        self.acts.push(Act::Fpu16 { esc, modrm, ea: disp });
         self
     }
     fn mmx_reg(&mut self, op: u8, dst: u8, src: u8) -> &mut Self {
@@ -155,6 +164,10 @@ impl Prog {
             let ctx = FpuContext { op32: true, protected: true, cs: 0, eip: 0, ds: 0, eflags };
             let out = match *a {
                 Act::Fpu { esc, modrm, ea } => s.execute(esc, modrm, ea, &mut m, &ctx),
+                Act::Fpu16 { esc, modrm, ea } => {
+                    let ctx = FpuContext { op32: false, ..ctx };
+                    s.execute(esc, modrm, Some(ea), &mut m, &ctx)
+                }
                 Act::Mmx { op, modrm, ea } => s.mmx_execute(op, modrm, ea, &mut m, &mut gpr),
                 Act::MmxImm { op, modrm, imm } => s.mmx_shift_imm(op, modrm, imm),
                 Act::StoreAx(d) => {
@@ -331,12 +344,15 @@ fn buf_with(cw: u16, a: F80, b: F80, c: F80) -> Buf {
     buf
 }
 
-const N: usize = 3000;
+/// Cases per instruction; `VESSEL_FPU_CASES=200000` for a soak.
+fn cases() -> usize {
+    std::env::var("VESSEL_FPU_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000)
+}
 
 /// ST0 = A, ST1 = B, then `op` (register form), FNSAVE.
 fn binop_case(esc: u8, modrm: u8, seed: u64, unmasked: bool) {
     let mut r = Rng(seed);
-    for i in 0..N {
+    for i in 0..cases() {
         let a = rand_f80(&mut r);
         let b = rand_near(&mut r, a);
         let cw = rand_cw(&mut r, unmasked);
@@ -372,7 +388,7 @@ fn fmul_fdiv_host() {
 fn compare_host() {
     let mut r = Rng(21);
     let ops: [(u8, u8); 8] = [(0, 0xD1), (0, 0xD9), (6, 0xD9), (5, 0xE1), (5, 0xE9), (2, 0xE9), (1, 0xE4), (1, 0xE5)];
-    for i in 0..N {
+    for i in 0..cases() {
         let a = rand_f80(&mut r);
         let b = if r.below(4) == 0 { a } else { rand_near(&mut r, a) };
         let cw = rand_cw(&mut r, true);
@@ -390,7 +406,7 @@ fn fcomi_fcmov_host() {
     let mut r = Rng(22);
     // FCOMI, FUCOMI, FCOMIP, FUCOMIP, then FCMOVcc on random flags.
     let ops: [(u8, u8); 4] = [(3, 0xF1), (3, 0xE9), (7, 0xF1), (7, 0xE9)];
-    for i in 0..N {
+    for i in 0..cases() {
         let a = rand_f80(&mut r);
         let b = if r.below(4) == 0 { a } else { rand_near(&mut r, a) };
         let cw = rand_cw(&mut r, true);
@@ -442,10 +458,10 @@ fn unop_case(modrm: u8, seed: u64, n: usize) {
 
 #[test]
 fn sqrt_rndint_scale_xtract_host() {
-    unop_case(0xFA, 31, N); // FSQRT
-    unop_case(0xFC, 32, N); // FRNDINT
-    unop_case(0xFD, 33, N); // FSCALE
-    unop_case(0xF4, 34, N); // FXTRACT
+    unop_case(0xFA, 31, cases()); // FSQRT
+    unop_case(0xFC, 32, cases()); // FRNDINT
+    unop_case(0xFD, 33, cases()); // FSCALE
+    unop_case(0xF4, 34, cases()); // FXTRACT
     unop_case(0xE0, 35, 300); // FCHS
     unop_case(0xE1, 36, 300); // FABS
     unop_case(0xF6, 37, 100); // FDECSTP
@@ -454,8 +470,8 @@ fn sqrt_rndint_scale_xtract_host() {
 
 #[test]
 fn fprem_host() {
-    unop_case(0xF8, 41, N); // FPREM
-    unop_case(0xF5, 42, N); // FPREM1
+    unop_case(0xF8, 41, cases()); // FPREM
+    unop_case(0xF5, 42, cases()); // FPREM1
 }
 
 #[test]
@@ -477,7 +493,7 @@ fn load_store_host() {
     let mut r = Rng(61);
     // (esc, reg) stores
     let stores: [(u8, u8); 10] = [(1, 2), (1, 3), (5, 2), (5, 3), (3, 7), (7, 2), (3, 2), (3, 3), (7, 7), (7, 6)];
-    for i in 0..N * 2 {
+    for i in 0..cases() * 2 {
         let a = rand_f80(&mut r);
         let cw = rand_cw(&mut r, true);
         let (esc, reg) = stores[i % stores.len()];
@@ -488,7 +504,7 @@ fn load_store_host() {
     }
     // loads from random bit patterns: FLD m32/m64, FILD m16/m32/m64, FBLD (valid BCD)
     let loads: [(u8, u8); 6] = [(1, 0), (5, 0), (7, 0), (3, 0), (7, 5), (7, 4)];
-    for i in 0..N {
+    for i in 0..cases() {
         let cw = rand_cw(&mut r, true);
         let (esc, reg) = loads[i % loads.len()];
         let mut buf = buf_with(cw, F80::ZERO, F80::ZERO, F80::ZERO);
@@ -524,7 +540,7 @@ fn load_store_host() {
 #[test]
 fn mem_arith_host() {
     let mut r = Rng(71);
-    for i in 0..N * 2 {
+    for i in 0..cases() * 2 {
         let a = rand_f80(&mut r);
         let cw = rand_cw(&mut r, true);
         let esc = [0u8, 4, 2, 6][i % 4];
@@ -552,7 +568,7 @@ fn mem_arith_host() {
 #[test]
 fn stack_and_control_host() {
     let mut r = Rng(81);
-    for i in 0..N {
+    for i in 0..cases() {
         let cw = rand_cw(&mut r, false); // all masked: a pending unmasked exception would trap the host
         let a = rand_f80(&mut r);
         let b = rand_f80(&mut r);
@@ -629,7 +645,7 @@ fn mmx_host() {
         0xD3, 0xD5, 0xD8, 0xD9, 0xDB, 0xDC, 0xDD, 0xDF, 0xE1, 0xE2, 0xE5, 0xE8, 0xE9, 0xEB, 0xEC, 0xED, 0xEF, 0xF1,
         0xF2, 0xF3, 0xF5, 0xF8, 0xF9, 0xFA, 0xFC, 0xFD, 0xFE,
     ];
-    for i in 0..N * 2 {
+    for i in 0..cases() * 2 {
         let mut buf = buf_with(0x37F, F80::ZERO, F80::ZERO, F80::ZERO);
         let rv = |r: &mut Rng| -> u64 {
             match r.below(4) {
@@ -678,9 +694,17 @@ fn mmx_host() {
 fn trans_case(modrm: u8, seed: u64, gen: &dyn Fn(&mut Rng) -> (F80, F80)) {
     let mut r = Rng(seed);
     let mut max_ulps = 0u64;
-    for i in 0..N {
-        let (a, b) = gen(&mut r);
-        let cw = 0x37F;
+    let mut inexact_cases = 0;
+    for i in 0..cases() {
+        // Mostly in-domain operands; some special ones (zeros, infinities, NaNs, denormals...).
+        let (mut a, mut b) = gen(&mut r);
+        if r.below(8) == 0 {
+            a = rand_f80(&mut r);
+        }
+        if r.below(8) == 0 {
+            b = rand_f80(&mut r);
+        }
+        let cw = rand_cw(&mut r, true) | 0x300; // precision control does not apply here
         let mut p = Prog::new();
         p.mem(3, 5, O_B).mem(3, 5, O_A).reg(1, modrm);
         p.finish();
@@ -692,17 +716,28 @@ fn trans_case(modrm: u8, seed: u64, gen: &dyn Fn(&mut Rng) -> (F80, F80)) {
         let sv = O_SAVE as usize;
         let sw_h = u16::from_le_bytes([host.0[sv + 4], host.0[sv + 5]]);
         let sw_e = u16::from_le_bytes([emu.0[sv + 4], emu.0[sv + 5]]);
-        let mask = !(0x20u16 | SW_C1);
-        assert_eq!(sw_h & mask, sw_e & mask, "case {i} D9 {modrm:02x} a {a:?} b {b:?}: sw");
+        let mut differs = false;
         for k in 0..8 {
             let h = F80::from_bytes(&host.0[sv + 28 + 10 * k..]);
             let e = F80::from_bytes(&emu.0[sv + 28 + 10 * k..]);
             let d = ulps(h, e);
             max_ulps = max_ulps.max(d);
-            assert!(d <= 1, "case {i} D9 {modrm:02x} a {a:?} b {b:?}: st{k} host {h:?} emu {e:?}");
+            differs |= d != 0;
+            assert!(d <= 1, "case {i} D9 {modrm:02x} cw {cw:04x} a {a:?} b {b:?}: st{k} host {h:?} emu {e:?}");
         }
+        // Identical results must come with identical exception flags; a last-ulp difference may change
+        // PE (exactness), C1 (rounding direction) and UE (tininess at the boundary).
+        // C1 ("rounded up") reflects the chip's internal approximation, which may sit on the other
+        // side of the same rounded result: never compared for transcendentals.
+        let mask = if differs { !(0x30u16 | SW_C1 | SW_ES | SW_B) } else { !SW_C1 };
+        if differs {
+            inexact_cases += 1;
+        }
+        assert_eq!(sw_h & mask, sw_e & mask, "case {i} D9 {modrm:02x} cw {cw:04x} a {a:?} b {b:?}: sw host {sw_h:04x} emu {sw_e:04x}");
+        let tw = |b: &Buf| u16::from_le_bytes([b.0[sv + 8], b.0[sv + 9]]);
+        assert_eq!(tw(&host), tw(&emu), "case {i} D9 {modrm:02x} cw {cw:04x} a {a:?} b {b:?}: tag word");
     }
-    eprintln!("D9 {modrm:02x}: max difference {max_ulps} ulp over {N} cases");
+    eprintln!("D9 {modrm:02x}: max difference {max_ulps} ulp, {inexact_cases} of {} cases not bit-identical", cases());
 }
 
 fn ulps(a: F80, b: F80) -> u64 {
@@ -734,3 +769,69 @@ fn transcendental_host() {
     trans_case(0xF9, 118, &|r| (small(r, -80, -3), small(r, -60, 60))); // FYL2XP1
 }
 
+
+/// FNSTENV/FLDENV/FNSAVE/FRSTOR in the 16-bit protected layout (operand-size prefix) and FRSTOR /
+/// FXRSTOR of random images (tag word handling, TOP, register order).
+#[test]
+fn env_random_images_host() {
+    let mut r = Rng(92);
+    for i in 0..cases() {
+        let cw = 0x3F | (r.below(4) as u16) << 8 | (r.below(4) as u16) << 10 | 0x40;
+        let sw = (r.next() as u16) & !(0x80 | 0x8000 | 0x3F) | (r.next() as u16 & 0x3F);
+        let tw = r.next() as u16;
+        let regs: Vec<F80> = (0..8).map(|_| rand_f80(&mut r)).collect();
+        let mut buf = buf_with(cw, F80::ZERO, F80::ZERO, F80::ZERO);
+        let op16 = r.bool();
+        let fx = r.below(3) == 0;
+        let base = O_R as usize;
+        if fx {
+            let b = &mut buf.0[O_FXS as usize..];
+            b[0..2].copy_from_slice(&cw.to_le_bytes());
+            b[2..4].copy_from_slice(&sw.to_le_bytes());
+            b[4] = tw as u8;
+            b[24..28].copy_from_slice(&0x1F80u32.to_le_bytes());
+            for (k, v) in regs.iter().enumerate() {
+                b[32 + 16 * k..42 + 16 * k].copy_from_slice(&v.to_bytes());
+            }
+        } else if op16 {
+            let b = &mut buf.0[base..];
+            b[0..2].copy_from_slice(&cw.to_le_bytes());
+            b[2..4].copy_from_slice(&sw.to_le_bytes());
+            b[4..6].copy_from_slice(&tw.to_le_bytes());
+            for (k, v) in regs.iter().enumerate() {
+                b[14 + 10 * k..24 + 10 * k].copy_from_slice(&v.to_bytes());
+            }
+        } else {
+            let b = &mut buf.0[base..];
+            b[0..4].copy_from_slice(&(cw as u32).to_le_bytes());
+            b[4..8].copy_from_slice(&(sw as u32).to_le_bytes());
+            b[8..12].copy_from_slice(&(tw as u32).to_le_bytes());
+            for (k, v) in regs.iter().enumerate() {
+                b[28 + 10 * k..38 + 10 * k].copy_from_slice(&v.to_bytes());
+            }
+        }
+        let mut p = Prog::new();
+        if fx {
+            p.fxsave(O_FXS, true);
+        } else if op16 {
+            p.mem16(5, 4, O_R); // FRSTOR m94
+            p.mem16(1, 6, O_C + 64); // FNSTENV m14
+        } else {
+            p.mem(5, 4, O_R);
+        }
+        p.finish();
+        let init = buf.clone();
+        let mut host = init.clone();
+        let mut emu = init.clone();
+        p.run_host(&mut host);
+        p.run_emu(&mut emu);
+        for m in [&mut host, &mut emu] {
+            let sv = O_SAVE as usize;
+            m.0[sv + 12..sv + 28].fill(0);
+            let e = (O_C + 64) as usize;
+            m.0[e + 6..e + 14].fill(0);
+        }
+        assert!(host.0[..] == emu.0[..], "case {i} fx {fx} op16 {op16} cw {cw:04x} sw {sw:04x} tw {tw:04x}: {:?}",
+            host.0.iter().zip(emu.0.iter()).enumerate().filter(|(_, (h, e))| h != e).take(20).collect::<Vec<_>>());
+    }
+}

@@ -109,6 +109,16 @@ impl Wide {
     fn round(self, cw: u16, st: &mut Status) -> F80 {
         float::round_f80(self.sign, self.exp, self.sig, 64, cw, st)
     }
+    /// Round a result the chip always reports as inexact (even when our value is exact, e.g.
+    /// log2 of a power of two): PE, and UE for a denormal result.
+    fn round_inexact(self, cw: u16, st: &mut Status) -> F80 {
+        let r = self.round(cw, st);
+        if r.exp() == 0 && r.sig != 0 && cw & float::UE != 0 {
+            st.flags |= float::UE;
+        }
+        st.flags |= float::PE;
+        r
+    }
     fn mul(self, o: Wide) -> Wide {
         let (a1, a0) = ((self.sig >> 64) as u64 as u128, self.sig as u64 as u128);
         let (b1, b0) = ((o.sig >> 64) as u64 as u128, o.sig as u64 as u128);
@@ -153,44 +163,43 @@ impl Wide {
         }
     }
     fn from_dd(d: Dd) -> Wide {
-        let (mut hi, mut lo) = (d.hi, d.lo);
-        let sign = hi < 0.0;
-        if sign {
-            hi = -hi;
-            lo = -lo;
-        }
-        let (mh, eh) = decompose(hi);
-        let mut x: i128 = (mh as i128) << 70;
-        if lo != 0.0 {
-            let (ml, el) = decompose(lo.abs());
-            let sh = el - eh + 70;
-            let neg = lo < 0.0;
-            let (part, inexact) = if sh >= 0 {
-                ((ml as i128) << sh, false)
+        Wide::from_parts(&[d.hi, d.lo])
+    }
+    /// The exact sum of f64 parts (largest first), truncated at 2^-120 of the largest with a
+    /// sticky bit: keeps the tail of e.g. 1 - 2^-61 + 2^-124 that a double-double cannot hold.
+    fn from_parts(parts: &[f64]) -> Wide {
+        let lead = parts.iter().copied().find(|p| *p != 0.0).unwrap_or(0.0);
+        let sign = lead < 0.0;
+        let (_, e0) = decompose(lead.abs());
+        let ref_e = e0 + 52 - 120; // scale of bit 0
+        let mut x: i128 = 0;
+        let mut frac = false;
+        for &p in parts {
+            if p == 0.0 {
+                continue;
+            }
+            let p = if sign { -p } else { p };
+            let (m, e) = decompose(p.abs());
+            let sh = e - ref_e;
+            let (mag, inexact) = if sh >= 0 {
+                ((m as i128) << sh, false)
             } else if sh > -64 {
-                ((ml >> -sh) as i128, (ml << (64 + sh)) != 0)
+                ((m >> -sh) as i128, (m << (64 + sh)) != 0)
             } else {
                 (0, true)
             };
-            if neg {
-                x -= part;
-                if inexact {
-                    x -= 1;
-                    x |= 1;
-                }
+            if p < 0.0 {
+                x -= mag + inexact as i128; // floor
             } else {
-                x += part;
-                if inexact {
-                    x |= 1;
-                }
+                x += mag;
             }
+            frac |= inexact;
         }
-        Wide { sign, exp: 0, sig: x as u128 }.fix_exp(eh)
-    }
-    fn fix_exp(mut self, eh: i32) -> Wide {
-        // x is at scale 2^(eh - 70): value = x / 2^127 * 2^(eh - 70 + 127).
-        self.exp = eh + 57 + BIAS;
-        self
+        if frac {
+            x |= 1;
+        }
+        // value = x * 2^ref_e = x / 2^127 * 2^(ref_e + 127).
+        Wide { sign, exp: ref_e + 127 + BIAS, sig: x as u128 }
     }
 }
 
@@ -208,12 +217,36 @@ fn decompose(x: f64) -> (u64, i32) {
 
 // ---------------- series ----------------
 
+/// A value kept as `base + d` (base 0 or +-1), so that cos t = 1 + (cos t - 1) keeps the low
+/// bits of its small part.
+#[derive(Clone, Copy, Debug)]
+struct Tri {
+    base: f64,
+    d: Dd,
+}
+
+impl Tri {
+    fn neg(self) -> Tri {
+        Tri { base: -self.base, d: self.d.neg() }
+    }
+    fn dd(self) -> Dd {
+        Dd::c(self.base).add(self.d)
+    }
+    fn wide(self) -> Wide {
+        if self.base == 0.0 {
+            Wide::from_dd(self.d)
+        } else {
+            Wide::from_parts(&[self.base, self.d.hi, self.d.lo])
+        }
+    }
+}
+
 /// sin(t), cos(t) for |t| <= pi/4 (roughly).
-fn sincos_dd(t: Dd) -> (Dd, Dd) {
+fn sincos_dd(t: Dd) -> (Tri, Tri) {
     let t2 = t.mul(t);
     let mut s = t;
     let mut term = t;
-    let mut c = Dd::c(1.0);
+    let mut c = Dd::c(0.0);
     let mut cterm = Dd::c(1.0);
     for k in 1..30 {
         let n = (2 * k) as f64;
@@ -221,11 +254,11 @@ fn sincos_dd(t: Dd) -> (Dd, Dd) {
         cterm = cterm.mul(t2).div(Dd::c(-(n - 1.0) * n));
         s = s.add(term);
         c = c.add(cterm);
-        if cterm.hi.abs() < 1e-40 && (term.hi.abs() < 1e-40 * t.hi.abs().max(1e-300)) {
+        if cterm.hi.abs() < 1e-36 * c.hi.abs() && term.hi.abs() < 1e-36 * s.hi.abs() {
             break;
         }
     }
-    (s, c)
+    (Tri { base: 0.0, d: s }, Tri { base: 1.0, d: c })
 }
 
 /// atan(z) for 0 <= z <= 1.
@@ -304,6 +337,20 @@ fn log2_wide(x: F80) -> Option<Wide> {
     }
 }
 
+/// log2 of a positive double-double.
+fn log2_dd(v: Dd) -> Dd {
+    let (_, e) = decompose(v.hi);
+    let mut k = e + 52;
+    let mut m = v.scale(-k);
+    if m.hi > std::f64::consts::SQRT_2 {
+        m = m.scale(-1);
+        k += 1;
+    }
+    let s = m.sub(Dd::c(1.0)).div(m.add(Dd::c(1.0)));
+    let l = if s.hi == 0.0 { Dd::c(0.0) } else { ln_dd(s).mul(dd_const(LOG2E.0, LOG2E.1)) };
+    Dd::c(k as f64).add(l)
+}
+
 // ---------------- instructions ----------------
 
 pub(super) fn execute(s: &mut FpuState, op: u8) {
@@ -342,6 +389,16 @@ fn f2xm1(s: &mut FpuState) {
         _ => {
             if !float::denormal_check(x, x, cw, &mut st) {
                 None
+            } else if x.exp() >= BIAS {
+                // |x| >= 1: outside the documented domain. The chip returns +1 / -0.5 for +-1 and
+                // leaves larger operands unchanged, signalling PE either way (host-verified).
+                st.flags |= float::PE;
+                st.c1 = false;
+                if x.exp() == BIAS && x.sig == 1 << 63 {
+                    Some(if x.sign() { F80::new(true, (BIAS - 1) as u16, 1 << 63) } else { F80::ONE })
+                } else {
+                    Some(x)
+                }
             } else {
                 let w = Wide::from_f80(x);
                 if w.uexp() < -900 {
@@ -388,8 +445,29 @@ fn yl2x(x: F80, y: F80, p1: bool, cw: u16, st: &mut Status) -> Option<F80> {
     let ysign = y.sign();
     if p1 {
         // Domain: x > -1 (Intel documents |x| < 1 - sqrt(2)/2; larger values are computed anyway).
-        if cx == Class::Inf || (x.sign() && float::cmp_values(x, F80::ONE.neg()) != float::Cmp::Greater) {
-            return float::invalid(cw, st);
+        if cx == Class::Inf {
+            if x.sign() || cy == Class::Zero {
+                return float::invalid(cw, st);
+            }
+            if !float::denormal_check(y, y, cw, st) {
+                return None;
+            }
+            return Some(F80::inf(ysign));
+        }
+        if x.sign() && cx != Class::Zero && float::cmp_values(x, F80::ONE.neg()) != float::Cmp::Greater {
+            // x <= -1: the chip returns x itself, inexact (host-verified).
+            if !float::denormal_check(y, y, cw, st) {
+                return None;
+            }
+            if cy == Class::Zero {
+                return Some(F80::zero(ysign != x.sign()));
+            }
+            if cy == Class::Inf {
+                return Some(F80::inf(ysign != x.sign()));
+            }
+            st.flags |= float::PE;
+            st.c1 = false;
+            return Some(x);
         }
         if cx == Class::Zero {
             if cy == Class::Inf {
@@ -408,9 +486,7 @@ fn yl2x(x: F80, y: F80, p1: bool, cw: u16, st: &mut Status) -> Option<F80> {
             if cy == Class::Zero {
                 return float::invalid(cw, st);
             }
-            if !float::denormal_check(y, y, cw, st) {
-                return None;
-            }
+            // Zero-divide has priority over a denormal y.
             if cy != Class::Inf {
                 st.flags |= ZE;
                 if cw & ZE == 0 {
@@ -438,10 +514,16 @@ fn yl2x(x: F80, y: F80, p1: bool, cw: u16, st: &mut Status) -> Option<F80> {
         if w.uexp() < -900 {
             // log2(1+x) = x log2(e) (1 - x/2 + ...)
             Some(w.mul(Wide::konst(LOG2E)).nudge(x.sign()))
-        } else {
+        } else if w.uexp() < -2 {
             let xd = w.to_dd();
             let sv = xd.div(Dd::c(2.0).add(xd));
             Some(Wide::from_dd(ln_dd(sv).mul(dd_const(LOG2E.0, LOG2E.1))))
+        } else if w.uexp() > 200 {
+            // log2(1 + x) = log2(x) + (far below the precision)
+            log2_wide(x)
+        } else {
+            // Outside the documented |x| < 1 - sqrt(2)/2 the chip still computes log2(1 + x).
+            Some(Wide::from_dd(log2_dd(Dd::c(1.0).add(w.to_dd()))))
         }
     } else {
         log2_wide(x)
@@ -451,7 +533,7 @@ fn yl2x(x: F80, y: F80, p1: bool, cw: u16, st: &mut Status) -> Option<F80> {
         (None, _) => Some(F80::zero(ysign)),
         (Some(l), Class::Inf) => Some(F80::inf(ysign != l.sign)),
         (Some(l), Class::Zero) => Some(F80::zero(ysign != l.sign)),
-        (Some(l), _) => Some(Wide::from_f80(y).mul(l).round(cw, st)),
+        (Some(l), _) => Some(Wide::from_f80(y).mul(l).round_inexact(cw, st)),
     }
 }
 
@@ -509,7 +591,7 @@ fn atan2(y: F80, x: F80, cw: u16, st: &mut Status) -> Option<F80> {
     let (q, adj) = float::div_sig(my, mx);
     let z = Wide { sign: false, exp: ey - ex + BIAS + adj, sig: q };
     let ze = z.uexp();
-    if ze < -900 {
+    if ze < -45 {
         if !x.sign() {
             // atan(z) is just below z.
             return Some(Wide { sign: ys, ..z.nudge(false) }.round(cw, st));
@@ -614,9 +696,36 @@ fn trig(s: &mut FpuState, op: u8) {
     }
     // Results as (sin, cos) in double-double, or a tiny-argument shortcut.
     let (sv, cv): (Wide, Wide);
-    if ue < -900 {
+    if ue < -45 {
+        // Below 2^-45 the x^3 term no longer shows in a double-double next to x: use the sign of
+        // the correction as a sticky bit instead.
         // sin x = x - x^3/6: just below |x|; cos x = 1 - x^2/2: just below 1; tan: just above |x|.
         let w = Wide::from_f80(x);
+        if ue < -68 {
+            // The chip returns sin = tan = x and cos = 1 here, inexact, "not rounded up" (host-verified).
+            st.flags |= float::PE;
+            st.c1 = false;
+            let r1 = match op {
+                0xB => Some(F80::ONE),
+                0x2 => Some(F80::ONE),
+                _ => None,
+            };
+            let r0 = if op == 0xF {
+                F80::ONE
+            } else {
+                // x itself, but it is an inexact result: a denormal one underflows.
+                let r = w.round(cw, &mut st);
+                if r.exp() == 0 {
+                    st.flags |= float::UE;
+                }
+                r
+            };
+            st.flags |= float::PE;
+            st.c1 = false;
+            s.apply(st);
+            write_trig(s, op, r0, r1);
+            return;
+        }
         sv = w;
         cv = Wide { sign: false, exp: BIAS, sig: 1 << 127 };
         let (res0, res1): (F80, Option<F80>) = match op {
@@ -657,7 +766,11 @@ fn trig(s: &mut FpuState, op: u8) {
     };
     let folded = quadrant & 4 != 0;
     let qd = quadrant & 3;
-    let (mut sn, cs) = sincos_dd(t);
+    let (mut sn, cs) = if t.hi == 0.0 {
+        (Tri { base: 0.0, d: Dd::c(0.0) }, Tri { base: 1.0, d: Dd::c(0.0) })
+    } else {
+        sincos_dd(t)
+    };
     if folded {
         // t = pi/2*k - r: sin(k pi/2 - r) handled by negating r's sine after rotation.
         sn = sn.neg();
@@ -670,11 +783,11 @@ fn trig(s: &mut FpuState, op: u8) {
         _ => (cs.neg(), sn),
     };
     let (sn, cs) = if sign { (sn.neg(), cs) } else { (sn, cs) };
-    let w = |d: Dd, st: &mut Status| -> F80 {
-        if d.hi == 0.0 {
+    let w = |d: Tri, st: &mut Status| -> F80 {
+        if d.base == 0.0 && d.d.hi == 0.0 {
             F80::ZERO
         } else {
-            Wide::from_dd(d).round(cw, st)
+            d.wide().round(cw, st)
         }
     };
     let (res0, res1) = match op {
@@ -685,7 +798,7 @@ fn trig(s: &mut FpuState, op: u8) {
             let b = w(cs, &mut st);
             (a, Some(b))
         }
-        _ => (w(sn.div(cs), &mut st), Some(F80::ONE)),
+        _ => (w(Tri { base: 0.0, d: sn.dd().div(cs.dd()) }, &mut st), Some(F80::ONE)),
     };
     s.apply(st);
     write_trig(s, op, res0, res1);
