@@ -113,13 +113,9 @@ impl Channel {
         if t1 <= t0 || t1 < self.load_ns {
             return false;
         }
-        let d0 = if t0 < self.load_ns { None } else { Some(self.elapsed(t0)) };
-        let d1 = self.elapsed(t1);
-        let first = match d0 {
-            Some(d) => self.next_rise_after(d),
-            None => self.next_rise_after(0).filter(|_| true),
-        };
-        matches!(first, Some(e) if e <= d1)
+        // ticks since load at t0 (a load after t0 counts from tick 0)
+        let d0 = if t0 < self.load_ns { 0 } else { self.elapsed(t0) };
+        matches!(self.next_rise_after(d0), Some(e) if e <= self.elapsed(t1))
     }
 
     fn latch_count(&mut self, now: u64) {

@@ -78,6 +78,10 @@ impl PciConfig {
         c.set_writable(0x0C, 1, 0xFF); // cache line size
         c.set_writable(0x0D, 1, 0xFF); // latency timer
         c.set_writable(INTERRUPT_LINE, 1, 0xFF);
+        // QEMU gives every function its subsystem IDs (Red Hat / "QEMU virtual machine");
+        // SeaBIOS recognises QEMU by these on the host bridge. Override with `subsystem()`.
+        c.set_u16(0x2C, 0x1AF4);
+        c.set_u16(0x2E, 0x1100);
         c
     }
 
