@@ -1,0 +1,7 @@
+//! KVM differential-testing harness for the IA-32 interpreter (see docs/status/cpu-diff.md).
+#![allow(dead_code)]
+
+pub mod kvm;
+pub mod layout;
+pub mod rng;
+pub mod state;
