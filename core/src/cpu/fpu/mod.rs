@@ -794,7 +794,14 @@ impl FpuState {
                 }
             }
             3 => {
-                self.fst_reg(i, true); // FSTP1 (undocumented alias)
+                // FSTP1 (undocumented alias, "FSTPNCE"): on an empty ST0 the chip raises no stack
+                // fault and just pops (host-verified).
+                if self.empty(0) {
+                    self.raise(0, Some(false));
+                    self.pop();
+                } else {
+                    self.fst_reg(i, true);
+                }
                 done
             }
             4 => {

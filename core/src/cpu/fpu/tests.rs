@@ -48,6 +48,8 @@ enum Act {
     Mmx { op: u8, modrm: u8, ea: Option<u32> },
     MmxImm { op: u8, modrm: u8, imm: u8 },
     StoreAx(u32),
+    LoadEax(u32),
+    StoreEax(u32),
     StoreFlags(u32),
     LoadFlags(u32),
     Fxsave(u32),
@@ -118,6 +120,20 @@ impl Prog {
         self.acts.push(Act::StoreAx(disp));
         self
     }
+    /// mov eax, [rdi+disp]
+    fn load_eax(&mut self, disp: u32) -> &mut Self {
+        self.code.extend_from_slice(&[0x8B, 0x87]);
+        self.code.extend_from_slice(&disp.to_le_bytes());
+        self.acts.push(Act::LoadEax(disp));
+        self
+    }
+    /// mov [rdi+disp], eax
+    fn store_eax(&mut self, disp: u32) -> &mut Self {
+        self.code.extend_from_slice(&[0x89, 0x87]);
+        self.code.extend_from_slice(&disp.to_le_bytes());
+        self.acts.push(Act::StoreEax(disp));
+        self
+    }
     fn store_flags(&mut self, disp: u32) -> &mut Self {
         // pushfq; pop rax; mov [rdi+disp], eax
         self.code.extend_from_slice(&[0x9C, 0x58, 0x89, 0x87]);
@@ -172,6 +188,16 @@ impl Prog {
                 Act::MmxImm { op, modrm, imm } => s.mmx_shift_imm(op, modrm, imm),
                 Act::StoreAx(d) => {
                     m.write(d, &(gpr[0] as u16).to_le_bytes()).unwrap();
+                    FpuOutcome::Done
+                }
+                Act::LoadEax(d) => {
+                    let mut b = [0u8; 4];
+                    m.read(d, &mut b).unwrap();
+                    gpr[0] = u32::from_le_bytes(b);
+                    FpuOutcome::Done
+                }
+                Act::StoreEax(d) => {
+                    m.write(d, &gpr[0].to_le_bytes()).unwrap();
                     FpuOutcome::Done
                 }
                 Act::StoreFlags(d) => {
@@ -579,7 +605,7 @@ fn stack_and_control_host() {
         }
         for _ in 0..4 {
             let i = r.below(8) as u8;
-            match r.below(11) {
+            match r.below(13) {
                 0 => p.reg(1, 0xC8 | i),        // FXCH
                 1 => p.reg(5, 0xC0 | i),        // FFREE
                 2 => p.reg(1, 0xC0 | i),        // FLD ST(i)
@@ -590,7 +616,13 @@ fn stack_and_control_host() {
                 7 => p.reg(7, 0xC0 | i),        // FFREEP
                 8 => p.reg(1, 0xE8 | (i % 7)),  // constants
                 9 => p.reg(3, 0xE2),            // FNCLEX
-                _ => p.reg(6, 0xD9),            // FCOMPP
+                10 => p.reg(6, 0xD9),           // FCOMPP
+                // undocumented aliases: FSTP1, FXCH4, FXCH7, FSTP8, FSTP9, FCOM2, FCOMP3, FCOMP5
+                _ => {
+                    let (esc, base) = [(1u8, 0xD8u8), (5, 0xC8), (7, 0xC8), (7, 0xD0), (7, 0xD8), (4, 0xD0), (4, 0xD8), (6, 0xD0)]
+                        [r.below(8) as usize];
+                    p.reg(esc, base | i)
+                }
             };
             p.fnstsw_ax(O_R + 2 * r.below(4) as u32);
         }
@@ -615,11 +647,15 @@ fn env_and_fxsave_host() {
         p.mem(1, 6, O_R);
         p.mem(1, 4, O_R);
         p.mem(1, 7, O_EFL);
+        // FLDCW of an arbitrary word (reserved bits, PC=01), read back with FNSTCW
+        p.mem(1, 5, O_C).mem(1, 7, O_EFL + 2).mem(1, 5, O_CW);
         p.fxsave(O_FXS, false);
         p.reg(3, 0xE3);
         p.fxsave(O_FXS, true);
         p.finish();
-        let init = buf_with(cw, a, b, F80::ZERO);
+        let mut init = buf_with(cw, a, b, F80::ZERO);
+        let odd_cw = (r.next() as u16) | 0x3F;
+        init.0[O_C as usize..][..2].copy_from_slice(&odd_cw.to_le_bytes());
         let mut host = init.clone();
         let mut emu = init.clone();
         p.run_host(&mut host);
@@ -680,6 +716,10 @@ fn mmx_host() {
         };
         p.mmx_mem(0x7F, d, O_R).mmx_mem(0x7E, s, O_R + 8);
         p.mmx_mem(0x6E, s, O_A);
+        if r.bool() {
+            // MOVD with a general register: movd eax, mmD; mov [R+12], eax; mov eax, [B]; movd mmS, eax
+            p.mmx_reg(0x7E, d, 0).store_eax(O_R + 12).load_eax(O_B).mmx_reg(0x6E, s, 0);
+        }
         if r.bool() {
             p.code.extend_from_slice(&[0x0F, 0x77]);
             p.acts.push(Act::Mmx { op: 0x77, modrm: 0, ea: None });
