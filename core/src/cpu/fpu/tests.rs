@@ -875,3 +875,50 @@ fn env_random_images_host() {
             host.0.iter().zip(emu.0.iter()).enumerate().filter(|(_, (h, e))| h != e).take(20).collect::<Vec<_>>());
     }
 }
+
+/// Real-mode layouts cannot run on the host (long mode): check that FNSAVE/FRSTOR and
+/// FNSTENV/FLDENV round-trip every field in both operand sizes, with the pointers stored as
+/// 20-bit linear addresses (segment * 16 + offset) and the opcode kept.
+#[test]
+fn real_mode_env_round_trip() {
+    let mut r = Rng(131);
+    for _ in 0..2000 {
+        let mut s = FpuState::new();
+        for i in 0..8 {
+            s.regs[i] = rand_f80(&mut r);
+        }
+        s.top = r.below(8) as u8;
+        s.tags = r.next() as u8;
+        s.cw = (r.next() as u16 & 0x1F3F) | 0x40;
+        s.sw = r.next() as u16 & !(7 << 11);
+        s.update_es();
+        s.fcs = r.next() as u16;
+        s.fip = r.below(0x10000) as u32;
+        s.fds = r.next() as u16;
+        s.fdp = r.below(0x10000) as u32;
+        s.fop = r.next() as u16 & 0x7FF;
+        for op32 in [false, true] {
+            let ctx = FpuContext { op32, protected: false, ..Default::default() };
+            let mut mem = vec![0u8; 256];
+            let mut saver = s.clone();
+            assert_eq!(saver.execute(5, 0x36, Some(0), &mut TestMem(&mut mem), &ctx), FpuOutcome::Done); // FNSAVE
+            assert_eq!((saver.tags, saver.cw), (0, 0x37F), "FNSAVE ends with FNINIT");
+            let mut t = FpuState::new();
+            assert_eq!(t.execute(5, 0x26, Some(0), &mut TestMem(&mut mem), &ctx), FpuOutcome::Done); // FRSTOR
+            let lin = |seg: u16, off: u32| (seg as u32 * 16 + off) & if op32 { u32::MAX } else { 0xF_FFFF };
+            assert_eq!(t.fip, lin(s.fcs, s.fip));
+            assert_eq!(t.fdp, lin(s.fds, s.fdp));
+            assert_eq!(t.fop, s.fop);
+            assert_eq!((t.cw, t.sw, t.top, t.tags, t.regs), (s.cw, s.sw, s.top, s.tags, s.regs));
+            // FNSTENV/FLDENV: the environment alone, same encoding.
+            let mut e = vec![0u8; 32];
+            let mut u = s.clone();
+            u.execute(1, 0x36, Some(0), &mut TestMem(&mut e), &ctx);
+            let mut v = FpuState::new();
+            v.execute(1, 0x26, Some(0), &mut TestMem(&mut e), &ctx);
+            assert_eq!((v.fip, v.fdp, v.fop, v.sw, v.top, v.tags), (t.fip, t.fdp, t.fop, s.sw, s.top, s.tags));
+            assert_eq!(v.cw, s.cw);
+            assert_eq!(u.cw, s.cw | 0x3F, "FNSTENV masks all exceptions after storing");
+        }
+    }
+}
