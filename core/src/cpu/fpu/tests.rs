@@ -322,7 +322,8 @@ fn rand_f80(r: &mut Rng) -> F80 {
         3 => F80::inf(s),
         4 => F80::new(s, 0x7FFF, r.next() | (3 << 62)),
         5 => F80::new(s, 0x7FFF, ((r.next() & !(3 << 62)) | 1) | (1 << 63)),
-        6 => F80::new(s, 1 + r.below(0x7FFE) as u16, r.next() & !(1 << 63)),
+        6 if r.bool() => F80::new(s, 0x7FFF, r.next() >> r.below(2)), // pseudo-infinity / pseudo-NaN
+        6 => F80::new(s, 1 + r.below(0x7FFE) as u16, r.next() & !(1 << 63)), // unnormal
         7 => F80::new(s, 1 + r.below(70) as u16, rand_sig(r)),
         8 => F80::new(s, 0x7FFE - r.below(70) as u16, rand_sig(r)),
         9..=11 => F80::new(s, 1 + r.below(0x7FFE) as u16, rand_sig(r)),
