@@ -67,6 +67,7 @@ impl F80 {
     pub fn with_sign(self, s: bool) -> F80 {
         F80 { sig: self.sig, se: (self.se & 0x7FFF) | ((s as u16) << 15) }
     }
+    #[allow(clippy::should_implement_trait)]
     pub fn neg(self) -> F80 {
         F80 { sig: self.sig, se: self.se ^ 0x8000 }
     }
@@ -331,12 +332,9 @@ pub fn nan_result(a: F80, b: F80, cw: u16, st: &mut Status) -> Option<F80> {
                     b
                 }
             } else {
+                // Larger significand wins; on a tie the positive one (host-verified).
                 let (ma, mb) = (a.sig << 1, b.sig << 1);
-                if ma > mb {
-                    a
-                } else if mb > ma {
-                    b
-                } else if a.sign() && !b.sign() {
+                if mb > ma || (mb == ma && a.sign() && !b.sign()) {
                     b
                 } else {
                     a
@@ -505,7 +503,7 @@ pub fn isqrt(n: u128) -> u128 {
     for _ in 0..3 {
         x = (x + n / x) >> 1;
     }
-    while x.checked_mul(x).map_or(true, |v| v > n) {
+    while !matches!(x.checked_mul(x), Some(v) if v <= n) {
         x -= 1;
     }
     while (x + 1).checked_mul(x + 1).is_some_and(|v| v <= n) {

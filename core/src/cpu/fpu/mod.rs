@@ -846,8 +846,7 @@ impl FpuState {
                         let (e, m) = CONSTS[(i - 1) as usize];
                         let mut st = Status::default();
                         // Only RC matters: precision control does not apply to constants.
-                        let r = float::round_f80(false, e + float::BIAS, m, 64, cw | 0x300, &mut st);
-                        r
+                        float::round_f80(false, e + float::BIAS, m, 64, cw | 0x300, &mut st)
                     }
                 };
                 if !self.push_overflows() {

@@ -305,8 +305,8 @@ fn rand_sig(r: &mut Rng) -> u64 {
         0 => 1 << 63,
         1 => u64::MAX,
         // just around the PC=24 / PC=53 / PC=64 rounding points
-        2 => (v & !((1u64 << 40) - 1)) | (1u64 << 39) | (r.below(3) as u64),
-        3 => (v & !((1u64 << 11) - 1)) | (1u64 << 10) | (r.below(3) as u64),
+        2 => (v & !((1u64 << 40) - 1)) | (1u64 << 39) | r.below(3),
+        3 => (v & !((1u64 << 11) - 1)) | (1u64 << 10) | r.below(3),
         4 => v | ((1u64 << 40) - 1),
         5 => v & !((1u64 << 11) - 1),
         _ => v,
@@ -338,6 +338,15 @@ fn rand_f80(r: &mut Rng) -> F80 {
 
 /// A second operand, often close to the first (cancellation, equal exponents, ties).
 fn rand_near(r: &mut Rng, a: F80) -> F80 {
+    if a.is_nan() && r.below(3) == 0 {
+        // NaN pairs with equal significands: the sign / quietness tie-break rules.
+        let b = if r.bool() { a.neg() } else { a };
+        return match r.below(3) {
+            0 => b.quiet(),
+            1 => F80 { sig: b.sig & !(1 << 62) | 1, se: b.se },
+            _ => b,
+        };
+    }
     match r.below(4) {
         0 if a.exp() > 0 && a.exp() < 0x7FFF => {
             let e = (a.exp() + r.below(5) as i32 - 2).clamp(1, 0x7FFE);
