@@ -127,6 +127,32 @@ pub fn is_nowait(esc: u8, modrm: u8) -> bool {
     }
 }
 
+/// Bytes of memory a memory-form escape instruction accesses (0 for register forms and
+/// undefined encodings), for the caller's segment-limit checks. `op32` selects the 28/108-byte
+/// environment/state images.
+pub fn operand_bytes(esc: u8, modrm: u8, op32: bool) -> u32 {
+    if modrm >= 0xC0 {
+        return 0;
+    }
+    let (env, save) = if op32 { (28, 108) } else { (14, 94) };
+    match (esc & 7, (modrm >> 3) & 7) {
+        (0, _) | (2, _) => 4,
+        (4, _) | (6, _) => if esc & 7 == 6 { 2 } else { 8 },
+        (1, 0) | (1, 2) | (1, 3) => 4,
+        (1, 4) | (1, 6) => env,
+        (1, 5) | (1, 7) => 2,
+        (3, 0) | (3, 2) | (3, 3) => 4,
+        (3, 5) | (3, 7) => 10,
+        (5, 0) | (5, 2) | (5, 3) => 8,
+        (5, 4) | (5, 6) => save,
+        (5, 7) => 2,
+        (7, 0) | (7, 2) | (7, 3) => 2,
+        (7, 4) | (7, 6) => 10,
+        (7, 5) | (7, 7) => 8,
+        _ => 0,
+    }
+}
+
 impl FpuState {
     /// Power-on / FNINIT state.
     pub fn new() -> Self {
@@ -505,12 +531,13 @@ impl FpuState {
                 let pop = reg == 3;
                 let (fb, eb, n) = if esc == 1 { (23, 8, 4) } else { (52, 11, 8) };
                 if self.empty(0) {
-                    if self.underflow() {
+                    // Store first (it may fault: nothing may change then), then report.
+                    if cw & IE != 0 {
                         let indef: u64 = if n == 4 { 0xFFC0_0000 } else { 0xFFF8_0000_0000_0000 };
                         mem.write(ea, &indef.to_le_bytes()[..n])?;
-                        if pop {
-                            self.pop();
-                        }
+                    }
+                    if self.underflow() && pop {
+                        self.pop();
                     }
                     return done;
                 }
@@ -532,7 +559,7 @@ impl FpuState {
             (7, 2) | (7, 3) | (3, 2) | (3, 3) | (7, 7) | (7, 6) => {
                 let pop = reg != 2;
                 if self.empty(0) {
-                    if self.underflow() {
+                    if cw & IE != 0 {
                         let bytes: &[u8] = match (esc, reg) {
                             (7, 6) => &[0, 0, 0, 0, 0, 0, 0, 0xC0, 0xFF, 0xFF],
                             (7, 7) => &[0, 0, 0, 0, 0, 0, 0, 0x80],
@@ -540,9 +567,9 @@ impl FpuState {
                             _ => &[0, 0x80],
                         };
                         mem.write(ea, bytes)?;
-                        if pop {
-                            self.pop();
-                        }
+                    }
+                    if self.underflow() && pop {
+                        self.pop();
                     }
                     return done;
                 }
@@ -579,8 +606,10 @@ impl FpuState {
             // FSTP m80
             (3, 7) => {
                 if self.empty(0) {
-                    if self.underflow() {
+                    if cw & IE != 0 {
                         mem.write(ea, &F80::INDEFINITE.to_bytes())?;
+                    }
+                    if self.underflow() {
                         self.pop();
                     }
                     return done;

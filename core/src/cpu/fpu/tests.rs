@@ -932,3 +932,61 @@ fn real_mode_env_round_trip() {
         }
     }
 }
+
+/// A memory fault must leave the FPU untouched (the instruction is restarted after #PF/#GP), and
+/// `operand_bytes` must cover exactly what the instruction touches.
+#[test]
+fn memory_faults_are_restartable() {
+    struct Faulting {
+        fail_reads: bool,
+        touched: u32,
+    }
+    impl FpuMemory for Faulting {
+        fn read(&mut self, off: u32, buf: &mut [u8]) -> Result<(), MemFault> {
+            self.touched = self.touched.max(off + buf.len() as u32);
+            if self.fail_reads {
+                return Err(MemFault);
+            }
+            buf.fill(0x41);
+            Ok(())
+        }
+        fn write(&mut self, off: u32, data: &[u8]) -> Result<(), MemFault> {
+            self.touched = self.touched.max(off + data.len() as u32);
+            Err(MemFault)
+        }
+    }
+    let mut r = Rng(141);
+    for _ in 0..200 {
+        let mut s = FpuState::new();
+        for i in 0..8 {
+            s.regs[i] = rand_f80(&mut r);
+        }
+        s.top = r.below(8) as u8;
+        s.tags = r.next() as u8;
+        s.cw = (r.next() as u16 & 0x1F3F) | 0x40;
+        s.sw = r.next() as u16 & !(7 << 11) & !0x80;
+        s.update_es();
+        for esc in 0..8u8 {
+            for reg in 0..8u8 {
+                let modrm = reg << 3 | 6;
+                for op32 in [false, true] {
+                    for fail_reads in [false, true] {
+                        let ctx = FpuContext { op32, protected: true, ..Default::default() };
+                        let mut t = s.clone();
+                        let mut m = Faulting { fail_reads, touched: 0 };
+                        let out = t.execute(esc, modrm, Some(0), &mut m, &ctx);
+                        let size = operand_bytes(esc, modrm, op32);
+                        match out {
+                            FpuOutcome::MemFault => assert_eq!(t, s, "D{:X} /{reg}: state changed on a fault", 8 + esc),
+                            FpuOutcome::Unimplemented => assert_eq!(size, 0, "D{:X} /{reg}", 8 + esc),
+                            _ => {}
+                        }
+                        if m.touched != 0 {
+                            assert_eq!(m.touched, size, "D{:X} /{reg} op32 {op32}: bytes accessed", 8 + esc);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
