@@ -154,14 +154,15 @@ pub fn operand_bytes(esc: u8, modrm: u8, op32: bool) -> u32 {
 }
 
 impl FpuState {
-    /// Power-on / FNINIT state.
+    /// Power-on (RESET) state as the SDM gives it for P6: FCW 0040h, FSW 0, FTW 5555h (every
+    /// register +0.0 and tagged valid/zero), pointers 0. Firmware then runs FNINIT.
     pub fn new() -> Self {
         FpuState {
             regs: [F80::ZERO; 8],
-            cw: 0x037F,
+            cw: 0x0040,
             sw: 0,
             top: 0,
-            tags: 0,
+            tags: 0xFF,
             fip: 0,
             fcs: 0,
             fop: 0,
@@ -170,11 +171,17 @@ impl FpuState {
         }
     }
 
+    /// FNINIT: control word 037Fh, status 0, all registers empty (contents kept), pointers 0.
     pub fn finit(&mut self) {
-        let regs = self.regs;
-        *self = Self::new();
-        // FNINIT leaves the register contents alone (only the tags become empty).
-        self.regs = regs;
+        self.cw = 0x037F;
+        self.sw = 0;
+        self.top = 0;
+        self.tags = 0;
+        self.fip = 0;
+        self.fcs = 0;
+        self.fop = 0;
+        self.fdp = 0;
+        self.fds = 0;
     }
 
     /// The architectural status word (with TOP).

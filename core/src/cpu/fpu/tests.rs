@@ -173,6 +173,7 @@ impl Prog {
 
     fn run_emu(&self, buf: &mut Buf) -> FpuState {
         let mut s = FpuState::new();
+        assert_eq!(s.tag_word(), 0x5555, "power-on tag word");
         let mut eflags: u32 = 0x202;
         let mut gpr = [0u32; 8];
         for a in &self.acts {
@@ -914,6 +915,7 @@ fn real_mode_env_round_trip() {
             assert_eq!(saver.execute(5, 0x36, Some(0), &mut TestMem(&mut mem), &ctx), FpuOutcome::Done); // FNSAVE
             assert_eq!((saver.tags, saver.cw), (0, 0x37F), "FNSAVE ends with FNINIT");
             let mut t = FpuState::new();
+            t.finit();
             assert_eq!(t.execute(5, 0x26, Some(0), &mut TestMem(&mut mem), &ctx), FpuOutcome::Done); // FRSTOR
             let lin = |seg: u16, off: u32| (seg as u32 * 16 + off) & if op32 { u32::MAX } else { 0xF_FFFF };
             assert_eq!(t.fip, lin(s.fcs, s.fip));
