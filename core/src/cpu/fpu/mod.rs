@@ -380,15 +380,14 @@ impl FpuState {
     /// ST0 op (already converted) memory operand, or FCOM/FCOMP with it.
     fn mem_arith(&mut self, reg: u8, b: F80, st: Status) {
         if self.empty(0) {
-            if self.underflow() {
-                if reg == 2 || reg == 3 {
-                    self.set_cc(true, true, false, true);
-                    if reg == 3 {
-                        self.pop();
-                    }
-                } else {
-                    self.set_st(0, F80::INDEFINITE);
+            let masked = self.underflow();
+            if reg == 2 || reg == 3 {
+                self.set_cc(true, true, false, true);
+                if reg == 3 && masked {
+                    self.pop();
                 }
+            } else if masked {
+                self.set_st(0, F80::INDEFINITE);
             }
             return;
         }
@@ -411,7 +410,7 @@ impl FpuState {
             conv &= !DE;
         }
         if conv & (IE | DE) & !cw != 0 {
-            self.raise(conv, None);
+            self.raise(conv, Some(false));
             return;
         }
         st.flags |= conv;
@@ -858,9 +857,8 @@ impl FpuState {
                     4 => {
                         // FTST
                         if self.empty(0) {
-                            if self.underflow() {
-                                self.set_cc(true, true, false, true);
-                            }
+                            self.underflow();
+                            self.set_cc(true, true, false, true);
                         } else {
                             self.compare_cc(self.st(0), F80::ZERO, false, false, 0, Status::default());
                         }
@@ -956,8 +954,10 @@ impl FpuState {
 
     fn fcom_reg(&mut self, i: u8, quiet: bool, pop: bool, extra_pops: u8) {
         if self.empty(0) || self.empty(i) {
-            if self.underflow() {
-                self.set_cc(true, true, false, true);
+            // The compares report "unordered" even when the underflow is unmasked.
+            let masked = self.underflow();
+            self.set_cc(true, true, false, true);
+            if masked {
                 if pop {
                     self.pop();
                 }
@@ -973,18 +973,16 @@ impl FpuState {
     fn fcomi(&mut self, i: u8, quiet: bool, pop: bool, eflags: u32) -> FpuOutcome {
         let mut f = eflags & !(ZF | PF | CF | OF | SFL | AF);
         if self.empty(0) || self.empty(i) {
-            if self.underflow() {
-                if pop {
-                    self.pop();
-                }
-                return FpuOutcome::Eflags(f | ZF | PF | CF);
+            if self.underflow() && pop {
+                self.pop();
             }
-            return FpuOutcome::Done;
+            return FpuOutcome::Eflags(f | ZF | PF | CF);
         }
         let mut st = Status::default();
         let c = float::compare(self.st(0), self.st(i), quiet, self.cw, &mut st);
         let unmasked = st.flags & !self.cw & 0x3F != 0;
-        self.raise(st.flags, Some(false));
+        // A completed FCOMI leaves C1 alone (host-verified); underflow clears it.
+        self.raise(st.flags, None);
         f |= match c {
             Cmp::Greater => 0,
             Cmp::Less => CF,
@@ -1004,7 +1002,7 @@ impl FpuState {
             }
             return;
         }
-        self.raise(0, Some(false));
+        // C1 is left alone (host-verified).
         if cond {
             self.set_st(0, self.st(i));
         }
@@ -1072,6 +1070,10 @@ impl FpuState {
             return;
         }
         if self.push_overflows() {
+            // Masked overflow: both results are the indefinite (host-verified).
+            if self.cw & IE != 0 {
+                self.set_st(0, F80::INDEFINITE);
+            }
             self.push(F80::INDEFINITE);
             return;
         }

@@ -155,6 +155,13 @@ impl Prog {
         self.acts.push(if restore { Act::Fxrstor(disp) } else { Act::Fxsave(disp) });
         self
     }
+    /// The program cut after its first `n` actions (code boundaries found by replaying the
+    /// builder's byte counts), finished again: to find the first instruction that differs.
+    fn prefix(&self, n: usize, ends: &[usize]) -> Prog {
+        let mut p = Prog { code: self.code[..ends[n - 1]].to_vec(), acts: self.acts[..n].to_vec() };
+        p.finish();
+        p
+    }
     /// fnsave [SAVE]; ret
     fn finish(&mut self) {
         self.mem(5, 6, O_SAVE);
@@ -989,6 +996,116 @@ fn memory_faults_are_restartable() {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Random programs: sequences of any (non-transcendental) x87 instruction in register and
+/// memory forms, on a shared stack, with random (masked) control words and EFLAGS; the final
+/// FNSAVE image and every stored operand must match the host.
+#[test]
+fn random_programs_host() {
+    let mut r = Rng(151);
+    // Register forms the host and we both implement (transcendentals excluded: 1-ulp tolerance).
+    let trans = [0xF0u8, 0xF1, 0xF2, 0xF3, 0xF9, 0xFB, 0xFE, 0xFF];
+    let mut regs: Vec<(u8, u8)> = Vec::new();
+    for esc in 0..8u8 {
+        for modrm in 0xC0..=0xFFu8 {
+            if (esc == 1 && trans.contains(&modrm)) || (esc == 3 && modrm == 0xE3) || (esc == 7 && modrm == 0xE0) {
+                continue;
+            }
+            let mut s = FpuState::new();
+            let ctx = FpuContext::default();
+            if s.execute(esc, modrm, None, &mut TestMem(&mut [0u8; 0]), &ctx) != FpuOutcome::Unimplemented {
+                regs.push((esc, modrm));
+            }
+        }
+    }
+    // Memory forms: (esc, reg) with the operand area they use.
+    let loads: [(u8, u8); 6] = [(3, 5), (1, 0), (5, 0), (7, 0), (3, 0), (7, 5)];
+    let ariths: [u8; 4] = [0, 4, 2, 6];
+    let stores: [(u8, u8); 11] = [(1, 2), (1, 3), (5, 2), (5, 3), (3, 7), (7, 2), (7, 3), (3, 2), (3, 3), (7, 7), (7, 6)];
+    for case in 0..cases() / 3 {
+        // Half the programs run with random exception masks: then every instruction is followed
+        // by FNSTSW m16 + FNCLEX (no-wait), so nothing traps and every status word is compared.
+        let unmasked = r.bool();
+        let cw = rand_cw(&mut r, unmasked);
+        let mut buf = buf_with(cw, rand_f80(&mut r), rand_f80(&mut r), rand_f80(&mut r));
+        let fl: u64 = 0x202 | (r.next() & 0x8D5);
+        buf.0[O_EFLIN as usize..][..8].copy_from_slice(&fl.to_le_bytes());
+        // O_R..O_R+48: a few m32/m64/int operands derived from random values
+        for k in 0..6u32 {
+            let v = if r.bool() { r.next() } else { 0x3FF0_0000_0000_0000u64 ^ (r.next() >> 12) };
+            buf.0[(O_R + 8 * k) as usize..][..8].copy_from_slice(&v.to_le_bytes());
+        }
+        let mut p = Prog::new();
+        p.load_flags(O_EFLIN);
+        let mut ends: Vec<usize> = vec![0; p.acts.len()];
+        *ends.last_mut().unwrap() = p.code.len();
+        for _ in 0..(5 + r.below(20)) {
+            let src = [O_A, O_B, O_C][r.below(3) as usize];
+            match r.below(10) {
+                0 | 1 => {
+                    let (esc, reg) = loads[r.below(6) as usize];
+                    let at = if (esc, reg) == (3, 5) { src } else { O_R + 8 * r.below(6) as u32 };
+                    p.mem(esc, reg, at);
+                }
+                2 => {
+                    p.mem(ariths[r.below(4) as usize], r.below(8) as u8, O_R + 8 * r.below(6) as u32);
+                }
+                3 => {
+                    let (esc, reg) = stores[r.below(11) as usize];
+                    p.mem(esc, reg, O_R + 48 + 16 * r.below(4) as u32);
+                }
+                _ => {
+                    let (esc, modrm) = regs[r.below(regs.len() as u64) as usize];
+                    p.reg(esc, modrm);
+                }
+            }
+            ends.push(p.code.len());
+            if unmasked {
+                let k = (ends.len() - 12) as u32;
+                p.mem(5, 7, O_FXS + 2 * k);
+                ends.push(p.code.len());
+                p.reg(3, 0xE2);
+                ends.push(p.code.len());
+            }
+        }
+        p.fnstsw_ax(O_EFL + 4);
+        p.store_flags(O_EFL);
+        p.finish();
+        let mut host = buf.clone();
+        let mut emu = buf.clone();
+        p.run_host(&mut host);
+        p.run_emu(&mut emu);
+        let e = O_EFL as usize;
+        let sv = O_SAVE as usize;
+        for b in [&mut host, &mut emu] {
+            let f = u32::from_le_bytes(b.0[e..e + 4].try_into().unwrap()) & 0x8D5;
+            b.0[e..e + 4].copy_from_slice(&f.to_le_bytes());
+            b.0[sv + 12..sv + 28].fill(0);
+        }
+        if host.0[..] != emu.0[..] {
+            // Find the first instruction after which the states differ.
+            for n in 12..p.acts.len() {
+                let q = p.prefix(n, &ends);
+                let (mut h, mut e) = (buf.clone(), buf.clone());
+                q.run_host(&mut h);
+                q.run_emu(&mut e);
+                h.0[sv + 12..sv + 28].fill(0);
+                e.0[sv + 12..sv + 28].fill(0);
+                if h.0[sv..sv + 108] != e.0[sv..sv + 108] {
+                    let reg = |b: &Buf, i: usize| F80::from_bytes(&b.0[sv + 28 + 10 * i..]);
+                    panic!(
+                        "case {case} cw {cw:04x}: first difference after {:?}\nprogram {:?}\nhost sw {:02x?} tw {:02x?} st0..3 {:?}\nemu  sw {:02x?} tw {:02x?} st0..3 {:?}",
+                        p.acts[n - 1], &p.acts[11..n],
+                        &h.0[sv + 4..sv + 6], &h.0[sv + 8..sv + 10], (0..4).map(|i| reg(&h, i)).collect::<Vec<_>>(),
+                        &e.0[sv + 4..sv + 6], &e.0[sv + 8..sv + 10], (0..4).map(|i| reg(&e, i)).collect::<Vec<_>>(),
+                    );
+                }
+            }
+            let diffs: Vec<_> = host.0.iter().zip(emu.0.iter()).enumerate().filter(|(_, (h, e))| h != e).take(16).collect();
+            panic!("case {case} cw {cw:04x}\nacts {:?}\ndiffs {diffs:?}", p.acts.iter().skip(11).collect::<Vec<_>>());
         }
     }
 }

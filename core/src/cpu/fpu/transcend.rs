@@ -619,6 +619,7 @@ const PI66: u128 = 0xC90FDAA22168C234C;
 /// FPTAN (0x2), FSINCOS (0xB), FSIN (0xE), FCOS (0xF).
 fn trig(s: &mut FpuState, op: u8) {
     let pushes = op == 0x2 || op == 0xB;
+    s.sw &= !super::SW_C2;
     if s.empty(0) {
         if s.underflow() {
             s.set_st(0, F80::INDEFINITE);
@@ -822,6 +823,7 @@ fn write_trig(s: &mut FpuState, op: u8, res0: F80, res1: Option<F80>) {
 /// FPREM (truncating) / FPREM1 (IEEE, round to nearest).
 fn fprem(s: &mut FpuState, ieee: bool) {
     if s.empty(0) || s.empty(1) {
+        s.sw &= !super::SW_C2;
         if s.underflow() {
             s.set_st(0, F80::INDEFINITE);
         }
@@ -834,14 +836,25 @@ fn fprem(s: &mut FpuState, ieee: bool) {
     let r: Option<F80>;
     let mut q: u64 = 0;
     let mut partial = false;
+    // NaN / invalid results leave C0 and C3 alone and clear C1 and C2 (host-verified).
+    let special = |s: &mut FpuState, r: Option<F80>, st: Status| {
+        s.raise(st.flags, Some(false));
+        s.sw &= !super::SW_C2;
+        if let Some(v) = r {
+            s.set_st(0, v);
+        }
+    };
     if ca == Class::Unsupported || cb == Class::Unsupported {
-        r = float::invalid(cw, &mut st);
+        let r = float::invalid(cw, &mut st);
+        return special(s, r, st);
     } else if a.is_nan() || b.is_nan() {
-        r = float::nan_result(a, b, cw, &mut st);
+        let r = float::nan_result(a, b, cw, &mut st);
+        return special(s, r, st);
     } else if ca == Class::Inf || cb == Class::Zero {
-        r = float::invalid(cw, &mut st);
+        let r = float::invalid(cw, &mut st);
+        return special(s, r, st);
     } else if !float::denormal_check(a, b, cw, &mut st) {
-        r = None;
+        return special(s, None, st);
     } else if ca == Class::Zero {
         r = Some(a);
     } else if cb == Class::Inf {
