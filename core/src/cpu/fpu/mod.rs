@@ -1143,8 +1143,10 @@ impl FpuState {
         self.regs[i & 7].sig
     }
 
+    /// EMMS: all registers empty; like every MMX instruction it also resets TOP (host-verified).
     pub fn emms(&mut self) {
         self.tags = 0;
+        self.top = 0;
     }
 }
 

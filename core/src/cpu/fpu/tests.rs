@@ -1044,7 +1044,23 @@ fn random_programs_host() {
         *ends.last_mut().unwrap() = p.code.len();
         for _ in 0..(5 + r.below(20)) {
             let src = [O_A, O_B, O_C][r.below(3) as usize];
-            match r.below(10) {
+            match r.below(11) {
+                10 => {
+                    // MMX in the middle of x87 code (aliasing, TOP=0, tags, EMMS)
+                    let mmx_ops: [u8; 8] = [0x6F, 0xFC, 0xEF, 0xD5, 0x63, 0x68, 0x75, 0xF5];
+                    match r.below(4) {
+                        0 => {
+                            p.code.extend_from_slice(&[0x0F, 0x77]);
+                            p.acts.push(Act::Mmx { op: 0x77, modrm: 0, ea: None });
+                        }
+                        1 => {
+                            p.mmx_mem(0x6F, r.below(8) as u8, src);
+                        }
+                        _ => {
+                            p.mmx_reg(mmx_ops[r.below(8) as usize], r.below(8) as u8, r.below(8) as u8);
+                        }
+                    }
+                }
                 0 | 1 => {
                     let (esc, reg) = loads[r.below(6) as usize];
                     let at = if (esc, reg) == (3, 5) { src } else { O_R + 8 * r.below(6) as u32 };
