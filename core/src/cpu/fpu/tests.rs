@@ -21,6 +21,8 @@ const O_EFL: u32 = 128;
 const O_EFLIN: u32 = 136;
 const O_SAVE: u32 = 256;
 const O_FXS: u32 = 1024;
+const O_SAVE2: u32 = 1536;
+const O_STATUS: u32 = 1664;
 
 #[repr(C, align(64))]
 #[derive(Clone)]
@@ -1044,7 +1046,27 @@ fn random_programs_host() {
         *ends.last_mut().unwrap() = p.code.len();
         for _ in 0..(5 + r.below(20)) {
             let src = [O_A, O_B, O_C][r.below(3) as usize];
-            match r.below(11) {
+            match r.below(12) {
+                11 => {
+                    // state save/restore round trips mid-program
+                    match r.below(3) {
+                        0 => {
+                            p.mem(1, 6, O_SAVE2);
+                            ends.push(p.code.len());
+                            p.mem(1, 4, O_SAVE2);
+                        }
+                        1 => {
+                            p.mem(5, 6, O_SAVE2);
+                            ends.push(p.code.len());
+                            p.mem(5, 4, O_SAVE2);
+                        }
+                        _ => {
+                            p.fxsave(O_FXS, false);
+                            ends.push(p.code.len());
+                            p.fxsave(O_FXS, true);
+                        }
+                    }
+                }
                 10 => {
                     // MMX in the middle of x87 code (aliasing, TOP=0, tags, EMMS)
                     let mmx_ops: [u8; 8] = [0x6F, 0xFC, 0xEF, 0xD5, 0x63, 0x68, 0x75, 0xF5];
@@ -1081,7 +1103,7 @@ fn random_programs_host() {
             ends.push(p.code.len());
             if unmasked {
                 let k = (ends.len() - 12) as u32;
-                p.mem(5, 7, O_FXS + 2 * k);
+                p.mem(5, 7, O_STATUS + 2 * k);
                 ends.push(p.code.len());
                 p.reg(3, 0xE2);
                 ends.push(p.code.len());
@@ -1100,6 +1122,12 @@ fn random_programs_host() {
             let f = u32::from_le_bytes(b.0[e..e + 4].try_into().unwrap()) & 0x8D5;
             b.0[e..e + 4].copy_from_slice(&f.to_le_bytes());
             b.0[sv + 12..sv + 28].fill(0);
+            // pointer fields of the mid-program images (host addresses), MXCSR and XMM area
+            let s2 = O_SAVE2 as usize;
+            b.0[s2 + 12..s2 + 28].fill(0);
+            let fx = O_FXS as usize;
+            b.0[fx + 6..fx + 32].fill(0);
+            b.0[fx + 160..fx + 512].fill(0);
         }
         if host.0[..] != emu.0[..] {
             // Find the first instruction after which the states differ.
