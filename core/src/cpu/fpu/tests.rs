@@ -392,7 +392,7 @@ fn buf_with(cw: u16, a: F80, b: F80, c: F80) -> Buf {
 
 /// Cases per instruction; `VESSEL_FPU_CASES=200000` for a soak.
 fn cases() -> usize {
-    std::env::var("VESSEL_FPU_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000)
+    std::env::var("VESSEL_FPU_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(20000)
 }
 
 /// ST0 = A, ST1 = B, then `op` (register form), FNSAVE.
