@@ -93,8 +93,16 @@ impl KvmRunner {
     /// Load `image` into guest RAM and `init` into the vCPU, run until HLT, return the exit and the
     /// final state. Guest RAM afterwards is in [`KvmRunner::mem`].
     pub fn run(&mut self, init: &State, image: &[u8]) -> (Exit, State) {
+        self.run_patched(init, image, &[])
+    }
+
+    /// As [`KvmRunner::run`], with `patches` (physical address, bytes) written over the image.
+    pub fn run_patched(&mut self, init: &State, image: &[u8], patches: &[(u32, &[u8])]) -> (Exit, State) {
         assert!(image.len() <= self.size);
         self.mem_mut()[..image.len()].copy_from_slice(image);
+        for (at, bytes) in patches {
+            self.mem_mut()[*at as usize..*at as usize + bytes.len()].copy_from_slice(bytes);
+        }
         self.set_state(init);
         self.io_writes.clear();
         let mut exit = Exit::TooManyExits;

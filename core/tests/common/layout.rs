@@ -215,7 +215,7 @@ pub fn data_window(mode: Mode, r: usize) -> Window {
         Mode::Pm32Flat | Mode::Pm32Paging => Window { lo: DATA_LO, hi: DATA_HI },
         _ => {
             let lo = DATA_LO.saturating_sub(s.base);
-            let hi = (s.limit + 1).min(DATA_HI - s.base);
+            let hi = (s.limit as u64 + 1).min((DATA_HI - s.base) as u64) as u32;
             Window { lo, hi }
         }
     }

@@ -5,3 +5,7 @@ pub mod kvm;
 pub mod layout;
 pub mod rng;
 pub mod state;
+pub mod flags;
+pub mod gen;
+pub mod groups;
+pub mod diff;
