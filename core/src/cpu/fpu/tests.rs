@@ -792,6 +792,13 @@ fn trans_case(modrm: u8, seed: u64, gen: &dyn Fn(&mut Rng) -> (F80, F80)) {
         let mask = if differs { !(0x30u16 | SW_C1 | SW_ES | SW_B) } else { !SW_C1 };
         if differs {
             inexact_cases += 1;
+            if let Ok(path) = std::env::var("VESSEL_FPU_DUMP") {
+                use std::io::Write;
+                let h = F80::from_bytes(&host.0[sv + 28..]);
+                let e = F80::from_bytes(&emu.0[sv + 28..]);
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+                writeln!(f, "{modrm:02x} {cw:04x} {:04x} {:016x} {:04x} {:016x} {:04x} {:016x} {:04x} {:016x}", a.se, a.sig, b.se, b.sig, h.se, h.sig, e.se, e.sig).unwrap();
+            }
         }
         assert_eq!(sw_h & mask, sw_e & mask, "case {i} D9 {modrm:02x} cw {cw:04x} a {a:?} b {b:?}: sw host {sw_h:04x} emu {sw_e:04x}");
         let tw = |b: &Buf| u16::from_le_bytes([b.0[sv + 8], b.0[sv + 9]]);
