@@ -1160,3 +1160,36 @@ fn random_programs_host() {
         }
     }
 }
+
+/// Rough per-instruction cost of the soft-float (run with --ignored --nocapture).
+#[test]
+#[ignore]
+fn throughput() {
+    let ops: [(&str, u8, u8); 9] = [
+        ("FADD", 0, 0xC1),
+        ("FMUL", 0, 0xC9),
+        ("FDIV", 0, 0xF1),
+        ("FSQRT", 1, 0xFA),
+        ("FXCH", 1, 0xC9),
+        ("FSIN", 1, 0xFE),
+        ("FPATAN", 1, 0xF3),
+        ("FYL2X", 1, 0xF1),
+        ("F2XM1", 1, 0xF0),
+    ];
+    let mut mem = [0u8; 16];
+    let ctx = FpuContext::default();
+    for (name, esc, modrm) in ops {
+        let n = 200_000;
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            let mut s = FpuState::new();
+            s.finit();
+            s.top = 6;
+            s.set_st(1, F80::new(false, 0x3FFE, 0xC90F_DAA2_2168_C234 ^ i));
+            s.set_st(0, F80::new(false, 0x3FFD, 0xB504_F333_F9DE_6484 ^ (i << 3)));
+            s.execute(esc, modrm, None, &mut TestMem(&mut mem), &ctx);
+            std::hint::black_box(&s);
+        }
+        eprintln!("{name:>22}: {:6.1} ns", t.elapsed().as_nanos() as f64 / n as f64);
+    }
+}
