@@ -766,9 +766,14 @@ fn trans_case(modrm: u8, seed: u64, gen: &dyn Fn(&mut Rng) -> (F80, F80)) {
         }
         let cw = rand_cw(&mut r, true) | 0x300; // precision control does not apply here
         let mut p = Prog::new();
-        p.mem(3, 5, O_B).mem(3, 5, O_A).reg(1, modrm);
+        // Usually ST0 = a, ST1 = b; sometimes an empty, short or full stack (stack faults).
+        let depth = if r.below(8) == 0 { r.below(9) } else { 2 };
+        for k in 0..depth {
+            p.mem(3, 5, if k + 2 >= depth { if k + 1 == depth { O_A } else { O_B } } else { O_C });
+        }
+        p.reg(1, modrm);
         p.finish();
-        let init = buf_with(cw, a, b, F80::ZERO);
+        let init = buf_with(cw, a, b, rand_f80(&mut r));
         let mut host = init.clone();
         let mut emu = init.clone();
         p.run_host(&mut host);
