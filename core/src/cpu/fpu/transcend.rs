@@ -61,6 +61,14 @@ impl Dd {
         let q3 = r.hi / y.hi;
         quick(q1, q2).add(Dd::c(q3))
     }
+    /// Division by a double (small integers in the series): one correction step.
+    fn div_f64(self, d: f64) -> Dd {
+        let q1 = self.hi / d;
+        let p = q1 * d;
+        let e = q1.mul_add(d, -p);
+        let r = ((self.hi - p) - e) + self.lo;
+        quick(q1, r / d)
+    }
     fn sqrt(self) -> Dd {
         let s = self.hi.sqrt();
         let e = self.sub(Dd::c(s).mul(Dd::c(s)));
@@ -261,8 +269,8 @@ fn sincos_dd(t: Dd) -> (Tri, Tri) {
     let mut cterm = Dd::c(1.0);
     for k in 1..30 {
         let n = (2 * k) as f64;
-        term = term.mul(t2).div(Dd::c(-n * (n + 1.0)));
-        cterm = cterm.mul(t2).div(Dd::c(-(n - 1.0) * n));
+        term = term.mul(t2).div_f64(-n * (n + 1.0));
+        cterm = cterm.mul(t2).div_f64(-(n - 1.0) * n);
         s = s.add(term);
         c = c.add(cterm);
         if cterm.hi.abs() < 1e-36 * c.hi.abs() && term.hi.abs() < 1e-36 * s.hi.abs() {
@@ -287,7 +295,7 @@ fn atan_dd(z: Dd) -> Dd {
     let mut p = z;
     for k in 1..40 {
         p = p.mul(z2).neg();
-        let term = p.div(Dd::c((2 * k + 1) as f64));
+        let term = p.div_f64((2 * k + 1) as f64);
         sum = sum.add(term);
         if term.hi.abs() < 1e-36 * sum.hi.abs() {
             break;
@@ -304,7 +312,7 @@ fn ln_dd(s: Dd) -> Dd {
     let mut p = s;
     for k in 1..60 {
         p = p.mul(s2);
-        let term = p.div(Dd::c((2 * k + 1) as f64));
+        let term = p.div_f64((2 * k + 1) as f64);
         sum = sum.add(term);
         if term.hi.abs() < 1e-36 * sum.hi.abs() {
             break;
@@ -318,7 +326,7 @@ fn expm1_dd(t: Dd) -> Dd {
     let mut sum = t;
     let mut term = t;
     for k in 2..50 {
-        term = term.mul(t).div(Dd::c(k as f64));
+        term = term.mul(t).div_f64(k as f64);
         sum = sum.add(term);
         if term.hi.abs() < 1e-36 * sum.hi.abs() {
             break;
