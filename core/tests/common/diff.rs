@@ -99,6 +99,26 @@ impl IntoOutcome for (End, State, Vec<u8>) {
     }
 }
 
+thread_local! {
+    static HOST: RefCell<Option<super::host32::Host32>> = const { RefCell::new(None) };
+}
+
+/// Run a register-only, fault-free 32-bit flat case natively on the host CPU.
+pub fn run_silicon(case: &Case, image: &[u8]) -> Outcome {
+    assert_eq!(case.mode, Mode::Pm32Flat, "the host oracle runs 32-bit flat code only");
+    HOST.with(|h| {
+        let mut h = h.borrow_mut();
+        let h = h.get_or_insert_with(super::host32::Host32::new);
+        let code = &case.code[..case.code.len() - 1];
+        let o = h.run(code, &super::host32::Regs32 { gpr: case.init.gpr, eflags: case.init.eflags });
+        let mut state = case.init.clone();
+        state.gpr = o.gpr;
+        state.eflags = (case.init.eflags & !(ARITH | DF)) | (o.eflags & (ARITH | DF));
+        state.eip = case.init.eip + case.code.len() as u32;
+        Outcome { end: End::Hlt, state, mem: case_image(case, image) }
+    })
+}
+
 /// The image with the case's code in place (what the interpreter's bus starts with).
 pub fn case_image(case: &Case, image: &[u8]) -> Vec<u8> {
     let mut m = image.to_vec();
@@ -263,7 +283,7 @@ pub fn run_group(gr: &Group, mode: Mode, n: u32, mut engine: Option<&mut dyn FnM
         for i in 0..n {
             let seed = case_seed(base, gr.name, mode, i);
             let case = make_case(gr, mode, seed, img);
-            let k = run_kvm(&case, img);
+            let k = if gr.silicon { run_silicon(&case, img) } else { run_kvm(&case, img) };
             st.cases += 1;
             if let Some(f) = fault_of(mode, &k.state) {
                 st.faults[f.vector as usize] += 1;

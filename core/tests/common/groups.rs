@@ -13,6 +13,10 @@ pub struct Group {
     pub memory: bool,
     pub max_units: u32,
     pub unit: fn(&mut Gen),
+    /// Compared against the host CPU (32-bit flat, register-only, fault-free) instead of KVM:
+    /// KVM's instruction emulator on this host lacks DAA/AAA/AAS and computes DAS/AAM/AAD flags
+    /// differently from silicon (see diff_kvm_vs_silicon.rs).
+    pub silicon: bool,
 }
 
 const ALU_NAMES: [&str; 8] = ["add", "or", "adc", "sbb", "and", "sub", "xor", "cmp"];
@@ -282,19 +286,17 @@ pub fn bcd(g: &mut Gen) {
     match g.rng.below(6) {
         k @ 0..=3 => {
             g.need_flags(AF | CF);
-            // DAA/AAA/AAS: this host's KVM runs non-paged guests in its instruction emulator, which
-            // lacks them (KVM_EXIT_INTERNAL_ERROR), so they cannot be compared here; DAS is there.
-            let _ = k;
-            let k = 1;
             let (opc, name) = [(0x27u8, "daa"), (0x2f, "das"), (0x37, "aaa"), (0x3f, "aas")][k as usize];
             g.emit(0, &[opc], name.into());
             let (d, u) = if k < 2 { flags::DAA } else { flags::AAA };
             g.set_flags(d, u);
         }
         k => {
+            // AAM 0 (#DE) is in the `aam0` group: this group runs on the host CPU, where a fault
+            // would be a signal.
             let imm = match g.rng.below(6) {
-                0 => 0,
-                1 | 2 => g.rng.u8(),
+                0 if k == 5 => 0,
+                1 | 2 => g.rng.u8().max(1),
                 _ => 10,
             };
             let (opc, name) = if k == 4 { (0xd4, "aam") } else { (0xd5, "aad") };
@@ -302,6 +304,16 @@ pub fn bcd(g: &mut Gen) {
             g.set_flags(flags::AAM.0, flags::AAM.1);
         }
     }
+}
+
+/// AAM 0 raises #DE (with random AX and flags), compared against KVM in every mode.
+pub fn aam0(g: &mut Gen) {
+    if g.rng.chance(1, 2) {
+        let v = g.rng.u8();
+        g.emit(0, &[0xd4, v.max(1)], format!("aam {:#x}", v.max(1)));
+        g.set_flags(flags::AAM.0, flags::AAM.1);
+    }
+    g.emit(0, &[0xd4, 0], "aam 0x0".into());
 }
 
 pub fn bitops(g: &mut Gen) {
@@ -790,18 +802,19 @@ pub fn misc(g: &mut Gen) {
 
 pub fn all() -> Vec<Group> {
     vec![
-        Group { name: "alu", avoid: 0, memory: true, max_units: 6, unit: alu },
-        Group { name: "shift", avoid: 1 << ECX, memory: true, max_units: 5, unit: shift },
-        Group { name: "shiftd", avoid: 1 << ECX, memory: true, max_units: 4, unit: shiftd },
-        Group { name: "muldiv", avoid: 1 << EAX | 1 << EDX, memory: true, max_units: 4, unit: muldiv },
-        Group { name: "bcd", avoid: 1 << EAX, memory: false, max_units: 6, unit: bcd },
-        Group { name: "bitops", avoid: 0, memory: true, max_units: 5, unit: bitops },
-        Group { name: "string", avoid: 1 << ECX | 1 << ESI | 1 << EDI, memory: false, max_units: 3, unit: string },
-        Group { name: "xchg", avoid: 1 << EAX | 1 << EDX, memory: true, max_units: 5, unit: xchg },
-        Group { name: "cond", avoid: 1 << ECX | 1 << EAX, memory: true, max_units: 6, unit: cond },
-        Group { name: "lea", avoid: 0, memory: false, max_units: 6, unit: lea },
-        Group { name: "stack", avoid: 1 << ESP | 1 << EBP, memory: true, max_units: 8, unit: stack },
-        Group { name: "misc", avoid: 1 << EAX | 1 << EDX | 1 << EBX, memory: true, max_units: 6, unit: misc },
+        Group { name: "alu", avoid: 0, memory: true, max_units: 6, unit: alu, silicon: false },
+        Group { name: "shift", avoid: 1 << ECX, memory: true, max_units: 5, unit: shift, silicon: false },
+        Group { name: "shiftd", avoid: 1 << ECX, memory: true, max_units: 4, unit: shiftd, silicon: false },
+        Group { name: "muldiv", avoid: 1 << EAX | 1 << EDX, memory: true, max_units: 4, unit: muldiv, silicon: false },
+        Group { name: "bcd", avoid: 1 << EAX, memory: false, max_units: 6, unit: bcd, silicon: true },
+        Group { name: "aam0", avoid: 1 << EAX, memory: false, max_units: 1, unit: aam0, silicon: false },
+        Group { name: "bitops", avoid: 0, memory: true, max_units: 5, unit: bitops, silicon: false },
+        Group { name: "string", avoid: 1 << ECX | 1 << ESI | 1 << EDI, memory: false, max_units: 3, unit: string, silicon: false },
+        Group { name: "xchg", avoid: 1 << EAX | 1 << EDX, memory: true, max_units: 5, unit: xchg, silicon: false },
+        Group { name: "cond", avoid: 1 << ECX | 1 << EAX, memory: true, max_units: 6, unit: cond, silicon: false },
+        Group { name: "lea", avoid: 0, memory: false, max_units: 6, unit: lea, silicon: false },
+        Group { name: "stack", avoid: 1 << ESP | 1 << EBP, memory: true, max_units: 8, unit: stack, silicon: false },
+        Group { name: "misc", avoid: 1 << EAX | 1 << EDX | 1 << EBX, memory: true, max_units: 6, unit: misc, silicon: false },
     ]
 }
 
@@ -811,8 +824,13 @@ pub fn group(name: &str) -> Group {
 
 /// Build case `seed` of `group` in `mode` over the base `image`.
 pub fn make_case(gr: &Group, mode: Mode, seed: u64, image: &[u8]) -> Case {
+    make_case_with(gr, mode, seed, image, true)
+}
+
+/// As [`make_case`]; `memory = false` keeps every operand in registers.
+pub fn make_case_with(gr: &Group, mode: Mode, seed: u64, image: &[u8], memory: bool) -> Case {
     let mut g = Gen::new(mode, seed, image);
-    if gr.memory && g.rng.chance(3, 4) {
+    if memory && gr.memory && g.rng.chance(3, 4) {
         g.setup_addr(gr.avoid);
     }
     // Implicitly written registers are never used for addressing; keep them writable.

@@ -9,3 +9,4 @@ pub mod flags;
 pub mod gen;
 pub mod groups;
 pub mod diff;
+pub mod host32;
