@@ -22,6 +22,13 @@ pub fn first_seed() -> u64 {
         .unwrap_or(0x5eed_0000)
 }
 
+/// `VESSEL_DIFF_REPLAY=<case seed>`: run only that case (in every mode of the selected test).
+pub fn replay_seed() -> Option<u64> {
+    std::env::var("VESSEL_DIFF_REPLAY")
+        .ok()
+        .and_then(|v| if let Some(h) = v.strip_prefix("0x") { u64::from_str_radix(h, 16).ok() } else { v.parse().ok() })
+}
+
 /// Seed of case `i` of `group` in `mode`: unique per group/mode, printed on failure.
 pub fn case_seed(base: u64, group: &str, mode: Mode, i: u32) -> u64 {
     let h = group.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
@@ -239,11 +246,8 @@ pub fn report(case: &Case, kvm: &Outcome, emu: Option<&Outcome>, diffs: &str) ->
     let _ = writeln!(s, "=== MISMATCH group {} mode {:?} seed {:#x} ===", case.group, case.mode, case.seed);
     let _ = writeln!(
         s,
-        "reproduce: VESSEL_DIFF_SEED={:#x} VESSEL_DIFF_CASES=1 (the exact case: common::diff::replay(\"{}\", Mode::{:?}, {:#x}))",
-        case.seed,
-        case.group,
-        case.mode,
-        case.seed
+        "reproduce: VESSEL_DIFF_REPLAY={:#x} cargo test --release -p vessel-core --test diff_groups -- --exact {} --nocapture",
+        case.seed, case.group
     );
     let _ = writeln!(s, "code at {:#x} (linear):", case.code_linear());
     for l in &case.listing {
@@ -279,9 +283,11 @@ impl Stats {
 pub fn run_group(gr: &Group, mode: Mode, n: u32, mut engine: Option<&mut dyn FnMut(&Case, &[u8]) -> Outcome>) -> Stats {
     let base = first_seed();
     let mut st = Stats::default();
+    let replay = replay_seed();
+    let n = if replay.is_some() { 1 } else { n };
     with_image(mode, |img| {
         for i in 0..n {
-            let seed = case_seed(base, gr.name, mode, i);
+            let seed = replay.unwrap_or_else(|| case_seed(base, gr.name, mode, i));
             let case = make_case(gr, mode, seed, img);
             let k = if gr.silicon { run_silicon(&case, img) } else { run_kvm(&case, img) };
             st.cases += 1;

@@ -283,9 +283,11 @@ impl<'a> Gen<'a> {
             form.seg = self.rng.pick(&[ES, SS, DS, FS, GS]);
             form.prefix = Some(SEG_PREFIX[form.seg]);
         }
-        form.window = data_window(self.mode, form.seg);
+        form.window = if a32 { data_window(self.mode, form.seg) } else { data_window16(self.mode, form.seg) };
         let s = self.st.seg[form.seg];
-        form.limit_bounded = form.window.hi == s.limit.wrapping_add(1) && form.seg != SS;
+        // Past the limit must fault rather than reach other data: always so for the data segments
+        // whose window ends at the limit; for SS only in the based mode (elsewhere code follows).
+        form.limit_bounded = form.window.hi as u64 == s.limit as u64 + 1 && (form.seg != SS || self.mode == Mode::Pm32Based);
         let w = form.window;
         form.anchor = self.rng.range(w.lo + 256, w.hi - 256 - 16);
         // Registers so that base + index*scale = anchor where possible; otherwise a disp32

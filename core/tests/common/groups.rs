@@ -376,7 +376,7 @@ pub fn string(g: &mut Gen) {
     let src_seg = if g.rng.chance(1, 3) { g.rng.pick(&[ES, SS, DS, FS, GS]) } else { DS };
     let margin = 9 * 4 + 32;
     let place = |g: &mut Gen, seg: usize| -> u32 {
-        let w = data_window(g.mode, seg);
+        let w = if a32 { data_window(g.mode, seg) } else { data_window16(g.mode, seg) };
         let s = g.st.seg[seg];
         let limit_bounded = w.hi as u64 == s.limit as u64 + 1 && seg != SS;
         if limit_bounded && g.rng.chance(1, 20) {
@@ -722,7 +722,19 @@ pub fn stack(g: &mut Gen) {
 }
 
 pub fn misc(g: &mut Gen) {
-    match g.rng.below(9) {
+    match g.rng.below(10) {
+        9 if matches!(g.mode, Mode::Pm16 | Mode::Pm32Flat) => {
+            // #UD: invalid encodings (the sequence ends in the #UD handler). Only where this
+            // host's KVM emulator injects #UD (in real mode and the based mode it gives up).
+            let (b, t): (&[u8], &str) = g.rng.pick(&[
+                (&[0x0f, 0x0b][..], "ud2"),
+                (&[0xf0, 0x01, 0xc0][..], "lock add eax, eax (register destination)"),
+                (&[0xf0, 0x90][..], "lock nop"),
+                // (0F FF, LEA and CMPXCHG8B with a register operand: KVM's emulator on this host
+                // gives up instead of raising #UD, so they are not generated)
+            ]);
+            g.emit_raw(b, t.into());
+        }
         0 => {
             let bits = g.rng.pick(&[16, 32]);
             g.emit(bits, &[0x98], if bits == 16 { "cbw" } else { "cwde" }.into());
@@ -750,8 +762,8 @@ pub fn misc(g: &mut Gen) {
         5 => {
             // xlat: [ebx/bx + al]; EBX is reserved for this group's set-up
             let seg = if g.rng.chance(1, 3) { g.rng.pick(&[ES, DS, FS, GS]) } else { DS };
-            let wnd = data_window(g.mode, seg);
             let a32 = g.code32 ^ g.rng.chance(1, 4);
+            let wnd = if a32 { data_window(g.mode, seg) } else { data_window16(g.mode, seg) };
             let bx = g.rng.range(wnd.lo, wnd.hi - 256);
             let v = if a32 { bx } else { bx | (g.rng.u32() & 0xffff_0000) };
             g.mov_imm(EBX as u8, 32, v);
@@ -780,10 +792,10 @@ pub fn misc(g: &mut Gen) {
             g.emit_rm(bits, &[w(bits, 0xc6)], 0, &rm, &imm_bytes(v, bits), t);
         }
         _ => {
-            // mov al/ax/eax <-> moffs (DS)
+            // mov al/ax/eax <-> moffs (DS) (also the #UD slot in modes without it)
             let bits = g.osize();
             let a32 = g.code32 ^ g.rng.chance(1, 4);
-            let wnd = data_window(g.mode, DS);
+            let wnd = if a32 { data_window(g.mode, DS) } else { data_window16(g.mode, DS) };
             let off = g.rng.range(wnd.lo, wnd.hi - 4);
             let store = g.rng.chance(1, 2);
             let mut b = vec![];

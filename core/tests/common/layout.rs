@@ -221,6 +221,19 @@ pub fn data_window(mode: Mode, r: usize) -> Window {
     }
 }
 
+/// The window for 16-bit address arithmetic (offsets wrap at 64 KiB): the part of
+/// [`data_window`] below 64 KiB, or the stack area when a segment's data lies above 64 KiB (flat
+/// segments), so a 16-bit address never lands on the tables or the code.
+pub fn data_window16(mode: Mode, r: usize) -> Window {
+    let w = data_window(mode, r);
+    if w.lo >= 0x10000 {
+        let base = initial_state(mode).seg[r].base;
+        Window { lo: STACK_LO.wrapping_sub(base), hi: STACK_HI.wrapping_sub(base) }
+    } else {
+        Window { lo: w.lo, hi: w.hi.min(0x10000) }
+    }
+}
+
 /// Decoded exception frame, if the run ended in one of the exception stubs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fault {
