@@ -812,6 +812,50 @@ pub fn misc(g: &mut Gen) {
     }
 }
 
+/// Segment register loads: MOV Sreg (every check: null, limit, type, DPL/RPL, present, SS rules),
+/// MOV r/m, Sreg. No memory operands (a reloaded segment would send them anywhere).
+pub fn sreg(g: &mut Gen) {
+    let prot = g.mode.protected();
+    match g.rng.below(4) {
+        0..=2 => {
+            let dst = g.rng.pick(&[ES, DS, FS, GS, SS, SS]);
+            let sel: u16 = if !prot {
+                g.rng.u16()
+            } else if dst == SS {
+                // SS candidates either contain the current ESP or fault without loading
+                let cur = g.st.seg[SS].selector;
+                let ok: Vec<u16> = match g.mode {
+                    Mode::Pm16 => vec![cur, 0x28, 0x28],
+                    Mode::Pm32Based => vec![cur, 0x10, 0x58],
+                    _ => vec![cur, 0x10, 0x58],
+                };
+                if g.rng.chance(3, 4) {
+                    g.rng.pick(&ok)
+                } else {
+                    g.rng.pick(&[0u16, 3, 0x08, 0x11, 0x13, 0x60, 0x68, 0x6b, 0x70, 0x80, 0x88, 0x98, 0x4000, 0x14, 0x1c])
+                }
+            } else {
+                match g.rng.below(8) {
+                    0 => g.rng.pick(&[0u16, 1, 2, 3]),
+                    1 => g.rng.pick(&[0x98u16, 0x2000, 0xfff8, 0x14, 0x0c]),
+                    2 => (g.rng.range(1, 18) as u16) << 3 | g.rng.below(4) as u16,
+                    _ => g.rng.pick(&[0x08u16, 0x10, 0x20, 0x28, 0x38, 0x40, 0x48, 0x50, 0x58, 0x68, 0x6b, 0x78, 0x80]),
+                }
+            };
+            g.emit(16, &[0xb8, sel as u8, (sel >> 8) as u8], format!("mov ax, {sel:#x}"));
+            let sreg_enc = [0u8, 1, 2, 3, 4, 5][dst];
+            g.emit_raw(&[0x8e, 0xc0 | sreg_enc << 3], format!("mov {}, ax", SEG_NAMES[dst]));
+        }
+        _ => {
+            let bits = g.rng.pick(&[16, 32]);
+            let r = g.wreg(bits);
+            let src = g.rng.below(6) as u8;
+            let t = format!("mov {}, {}", reg_name(r, bits), SEG_NAMES[src as usize]);
+            g.emit_rm(bits, &[0x8c], src, &Rm::Reg(r), &[], t);
+        }
+    }
+}
+
 pub fn all() -> Vec<Group> {
     vec![
         Group { name: "alu", avoid: 0, memory: true, max_units: 6, unit: alu, silicon: false },
@@ -826,6 +870,7 @@ pub fn all() -> Vec<Group> {
         Group { name: "cond", avoid: 1 << ECX | 1 << EAX, memory: true, max_units: 6, unit: cond, silicon: false },
         Group { name: "lea", avoid: 0, memory: false, max_units: 6, unit: lea, silicon: false },
         Group { name: "stack", avoid: 1 << ESP | 1 << EBP, memory: true, max_units: 8, unit: stack, silicon: false },
+        Group { name: "sreg", avoid: 1 << EAX, memory: false, max_units: 5, unit: sreg, silicon: false },
         Group { name: "misc", avoid: 1 << EAX | 1 << EDX | 1 << EBX, memory: true, max_units: 6, unit: misc, silicon: false },
     ]
 }
