@@ -21,9 +21,9 @@ fn kvm_emulator_agrees_with_silicon() {
     let mut report = Vec::new();
     let mut total = 0;
     for gr in all() {
-        // stack and string cases use memory by nature; their ESP/ESI/EDI differ on the host
+        // stack and string cases use memory by nature, sreg loads selectors of our GDT
         // (and the host-oracle groups themselves are never compared against KVM)
-        if matches!(gr.name, "stack" | "string") || gr.silicon {
+        if matches!(gr.name, "stack" | "string" | "sreg") || gr.silicon {
             continue;
         }
         let mode = Mode::Pm32Flat;
