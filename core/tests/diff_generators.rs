@@ -12,7 +12,7 @@ fn generated_cases_run_on_kvm() {
     if skip_kvm() {
         return;
     }
-    let n = cases(300);
+    let n = cases(200);
     let mut bad = Vec::new();
     for gr in all().into_iter().filter(|g| !g.silicon) {
         for mode in Mode::ALL {

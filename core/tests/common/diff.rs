@@ -73,6 +73,8 @@ pub struct Outcome {
     pub end: End,
     pub state: State,
     pub mem: Vec<u8>,
+    /// Port writes in order: (port, width in bytes, value).
+    pub io_writes: Vec<(u16, u8, u32)>,
 }
 
 /// Run `case` on KVM. Returns the outcome with RAM copied out.
@@ -85,7 +87,7 @@ pub fn run_kvm(case: &Case, image: &[u8]) -> Outcome {
             Exit::Shutdown => End::Shutdown,
             other => End::Other(format!("{other:?}")),
         };
-        (end, state, k.mem().to_vec())
+        (end, state, k.mem().to_vec(), k.io_writes.clone())
     })
     .into_outcome()
 }
@@ -94,15 +96,15 @@ trait IntoOutcome {
     fn into_outcome(self) -> Outcome;
 }
 
-impl IntoOutcome for (End, State, Vec<u8>) {
+impl IntoOutcome for (End, State, Vec<u8>, Vec<(u16, u8, u32)>) {
     fn into_outcome(self) -> Outcome {
-        let (end, state, mem) = self;
+        let (end, state, mem, io_writes) = self;
         if end != End::Hlt {
             // An exit we did not complete (MMIO, emulation failure, shutdown) leaves KVM mid-
             // instruction: start the next case on a fresh VM.
             KVM.with(|k| *k.borrow_mut() = None);
         }
-        Outcome { end, state, mem }
+        Outcome { end, state, mem, io_writes }
     }
 }
 
@@ -122,7 +124,7 @@ pub fn run_silicon(case: &Case, image: &[u8]) -> Outcome {
         state.gpr = o.gpr;
         state.eflags = (case.init.eflags & !(ARITH | DF)) | (o.eflags & (ARITH | DF));
         state.eip = case.init.eip + case.code.len() as u32;
-        Outcome { end: End::Hlt, state, mem: case_image(case, image) }
+        Outcome { end: End::Hlt, state, mem: case_image(case, image), io_writes: Vec::new() }
     })
 }
 
@@ -171,6 +173,9 @@ pub fn compare(case: &Case, kvm: &Outcome, emu: &Outcome) -> Option<String> {
         if x != y {
             let _ = writeln!(diffs, "  {n}: kvm {x:08x}, interpreter {y:08x}");
         }
+    }
+    if a.cr0 == b.cr0 && kvm.io_writes != emu.io_writes {
+        let _ = writeln!(diffs, "  port writes: kvm {:x?}, interpreter {:x?}", kvm.io_writes, emu.io_writes);
     }
     // Memory, with the EFLAGS image of an exception frame masked like EFLAGS itself.
     let mut masked: Vec<(usize, u8)> = Vec::new();

@@ -856,6 +856,66 @@ pub fn sreg(g: &mut Gen) {
     }
 }
 
+/// Privileged and IOPL-sensitive instructions (CPL 0 executes them, CPL 3 with IOPL 0 faults),
+/// port I/O (compared port by port), software interrupts.
+pub fn privileged(g: &mut Gen) {
+    match g.rng.below(9) {
+        0 => {
+            let sti = g.rng.chance(1, 2);
+            g.emit_raw(&[if sti { 0xfb } else { 0xfa }], if sti { "sti" } else { "cli" }.into());
+        }
+        1 => {
+            let port = g.rng.pick(&[0xe9u8, 0x70, 0xf0, 0x99]);
+            let bits = g.osize();
+            let out = g.rng.chance(1, 2);
+            let opc = w(bits, if out { 0xe6 } else { 0xe4 });
+            g.emit(bits, &[opc, port], format!("{} {port:#x}, {}", if out { "out" } else { "in" }, reg_name(0, bits)));
+        }
+        2 => {
+            let bits = g.osize();
+            let out = g.rng.chance(1, 2);
+            let port = g.rng.pick(&[0x1234u32, 0x0cf8, 0x0510, 0xe9]);
+            g.mov_imm(EDX as u8, 16, port);
+            g.emit(bits, &[w(bits, if out { 0xee } else { 0xec })], format!("{} dx, {}", if out { "out" } else { "in" }, reg_name(0, bits)));
+        }
+        // Software interrupts only in real mode: KVM's emulator on this host cannot do INT n /
+        // INT3 / INTO in protected mode (KVM_EXIT_INTERNAL_ERROR), and INT 0x80 never returns.
+        3 if !g.mode.protected() => {
+            // INT n: vectors without an error code (n < 32) or any vector (to stub 0)
+            let n = g.rng.pick(&[0u8, 1, 3, 4, 5, 6, 7, 9, 16, 18, 20, 31]); // (vectors >= 32 never return on this host)
+            g.emit_raw(&[0xcd, n], format!("int {n:#x}"));
+        }
+        4 if !g.mode.protected() => {
+            if g.rng.chance(1, 2) {
+                g.emit_raw(&[0xcc], "int3".into());
+            } else {
+                g.need_flags(OF);
+                g.emit_raw(&[0xce], "into".into());
+            }
+        }
+        5 => {
+            if g.mode.protected() || g.rng.chance(1, 2) {
+                let r = g.wreg(32);
+                let cr = g.rng.pick(&[0u8, 2, 3, 4]);
+                g.emit_raw(&[0x0f, 0x20, 0xc0 | cr << 3 | r], format!("mov {}, cr{cr}", reg_name(r, 32)));
+            }
+        }
+        6 => g.emit_raw(&[0x0f, 0x06], "clts".into()),
+        7 => {
+            // popf of a controlled image: CPL 3 cannot change IF/IOPL (silently)
+            let bits = g.rng.pick(&[16, 32]);
+            let v = (g.rng.u32() & 0x0025_7fd5 & !TF) | 2;
+            let mut b = vec![0x68];
+            b.extend(imm_bytes(v, bits));
+            g.emit(bits, &b, format!("push {v:#x}"));
+            g.emit(bits, &[0x9d], "popf".into());
+            g.set_flags(ARITH, 0);
+        }
+        8 => g.emit_raw(&[0xf4], "hlt (mid-sequence)".into()),
+        _ => g.emit_raw(&[0xfa], "cli".into()),
+    }
+}
+
 pub fn all() -> Vec<Group> {
     vec![
         Group { name: "alu", avoid: 0, memory: true, max_units: 6, unit: alu, silicon: false },
@@ -871,6 +931,7 @@ pub fn all() -> Vec<Group> {
         Group { name: "lea", avoid: 0, memory: false, max_units: 6, unit: lea, silicon: false },
         Group { name: "stack", avoid: 1 << ESP | 1 << EBP, memory: true, max_units: 8, unit: stack, silicon: false },
         Group { name: "sreg", avoid: 1 << EAX, memory: false, max_units: 5, unit: sreg, silicon: false },
+        Group { name: "privileged", avoid: 1 << EAX | 1 << EDX, memory: false, max_units: 4, unit: privileged, silicon: false },
         Group { name: "misc", avoid: 1 << EAX | 1 << EDX | 1 << EBX, memory: true, max_units: 6, unit: misc, silicon: false },
     ]
 }

@@ -23,6 +23,9 @@ pub enum Exit {
 }
 
 pub struct KvmRunner {
+    /// Wall-clock deadline (ms since the epoch) of the current run, 0 when idle; a watchdog thread
+    /// kicks the vCPU thread out of KVM_RUN with SIGUSR1 when it passes (a looping guest).
+    deadline: std::sync::Arc<std::sync::atomic::AtomicU64>,
     _kvm: Kvm,
     _vm: VmFd,
     vcpu: VcpuFd,
@@ -77,7 +80,9 @@ impl KvmRunner {
         if let Ok(cpuid) = kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES) {
             let _ = vcpu.set_cpuid2(&cpuid);
         }
-        KvmRunner { _kvm: kvm, _vm: vm, vcpu, mem: mem as *mut u8, size, io_writes: Vec::new() }
+        let deadline = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        start_watchdog(&deadline);
+        KvmRunner { deadline, _kvm: kvm, _vm: vm, vcpu, mem: mem as *mut u8, size, io_writes: Vec::new() }
     }
 
     pub fn mem(&self) -> &[u8] {
@@ -106,8 +111,14 @@ impl KvmRunner {
         self.set_state(init);
         self.io_writes.clear();
         let mut exit = Exit::TooManyExits;
+        self.deadline.store(now_ms() + 2000, std::sync::atomic::Ordering::SeqCst);
         for _ in 0..10_000 {
-            match self.vcpu.run() {
+            let r = self.vcpu.run();
+            if matches!(&r, Err(e) if e.errno() == libc::EINTR) {
+                exit = Exit::Error("guest still running after 2 s (watchdog)".into());
+                break;
+            }
+            match r {
                 Ok(VcpuExit::Hlt) => {
                     exit = Exit::Hlt;
                     break;
@@ -141,6 +152,7 @@ impl KvmRunner {
                 }
             }
         }
+        self.deadline.store(0, std::sync::atomic::Ordering::SeqCst);
         (exit, self.get_state())
     }
 
@@ -207,6 +219,36 @@ impl Drop for KvmRunner {
         // KVM holds its own reference to the pages until then.
         unsafe { libc::munmap(self.mem as *mut libc::c_void, self.size) };
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+extern "C" fn on_sigusr1(_: libc::c_int) {}
+
+/// One watchdog per runner: signals the runner's thread when its deadline passes; exits when the
+/// runner is dropped.
+fn start_watchdog(deadline: &std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    // SAFETY: installing a no-op handler without SA_RESTART so KVM_RUN returns EINTR.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigusr1 as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+    // SAFETY: pthread_self of the thread that will run the vCPU (runners are thread-local).
+    let target = unsafe { libc::pthread_self() } as usize;
+    let weak = std::sync::Arc::downgrade(deadline);
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let Some(d) = weak.upgrade() else { return };
+        let t = d.load(std::sync::atomic::Ordering::SeqCst);
+        if t != 0 && now_ms() > t {
+            // SAFETY: the target thread owns the runner, which is alive (we hold a strong ref).
+            unsafe { libc::pthread_kill(target as libc::pthread_t, libc::SIGUSR1) };
+        }
+    });
 }
 
 pub fn to_kvm_seg(s: &Seg) -> kvm_segment {

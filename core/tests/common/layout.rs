@@ -16,6 +16,9 @@ pub const MEM_SIZE: usize = 0x20_0000;
 pub const GDT_BASE: u32 = 0x1000;
 pub const IDT_BASE: u32 = 0x2000;
 pub const STUBS: u32 = 0x3000;
+/// 32-bit TSS: SS0:ESP0 = 0x10:0x7ff0 (ring-0 stack for exceptions from CPL 3), no I/O bitmap.
+pub const TSS_BASE: u32 = 0x1c00;
+pub const TSS_SEL: u16 = 0xa0;
 pub const NUM_VECTORS: u32 = 32;
 pub const STACK_LO: u32 = 0x4000;
 pub const STACK_HI: u32 = 0x8000;
@@ -46,13 +49,16 @@ pub enum Mode {
     Pm32Based,
     /// 32-bit flat protected mode with paging (4 KiB pages, some not present / read-only).
     Pm32Paging,
+    /// 32-bit flat protected mode at CPL 3 (IOPL 0): exceptions switch to the ring-0 stack of
+    /// the TSS; the final HLT itself raises #GP, so every case ends in a handler.
+    Pm32User,
 }
 
 impl Mode {
     /// The modes the oracle can run on every host. Legacy (non-long-mode) paging is missing here:
     /// this host's KVM is kvm-pvm, which refuses CR0.PG without EFER.LME (KVM_EXIT_SHUTDOWN, see
     /// `kvm_legacy_paging` in diff_kvm_selftest.rs), so `Pm32Paging` is only used when it works.
-    pub const ALL: [Mode; 4] = [Mode::Real, Mode::Pm16, Mode::Pm32Flat, Mode::Pm32Based];
+    pub const ALL: [Mode; 5] = [Mode::Real, Mode::Pm16, Mode::Pm32Flat, Mode::Pm32Based, Mode::Pm32User];
     pub fn code32(self) -> bool {
         !matches!(self, Mode::Real | Mode::Pm16)
     }
@@ -83,6 +89,9 @@ pub fn gdt() -> Vec<Seg> {
         d(0x20000, 0x0fff, 0x4097),      // 0x78 expand-down data (valid offsets 0x1000..=0xffffffff)
         d(0x20000, 0xffff, 0x4091),      // 0x80 read-only data
         d(0x1000, 0x7f, 0x0082),         // 0x88 LDT descriptor (system segment)
+        d(0, 0xffff_ffff, 0xc0fb),       // 0x90 flat 32-bit code, DPL3
+        d(0, 0xffff_ffff, 0xc0f3),       // 0x98 flat 32-bit data, DPL3
+        d(TSS_BASE, 0x67, 0x008b),       // 0xa0 busy 32-bit TSS
     ]
 }
 
@@ -94,6 +103,10 @@ pub fn sel(index: u16) -> u16 {
 pub fn gdt_seg(selector: u16) -> Seg {
     let mut s = gdt()[(selector >> 3) as usize];
     s.selector = selector;
+    if selector & 3 != 0 {
+        // RPL 3 selectors name the DPL 3 descriptors
+        assert_eq!((s.access >> 5) & 3, 3);
+    }
     s
 }
 
@@ -117,6 +130,11 @@ pub fn base_image(mode: Mode, rng: &mut super::rng::Rng) -> Vec<u8> {
         let at = (IDT_BASE + v * 8) as usize;
         m[at..at + 8].copy_from_slice(&gate.to_le_bytes());
     }
+    let tss = TSS_BASE as usize;
+    m[tss..tss + 0x68].fill(0);
+    m[tss + 4..tss + 8].copy_from_slice(&0x7ff0u32.to_le_bytes());
+    m[tss + 8..tss + 10].copy_from_slice(&0x10u16.to_le_bytes());
+    m[tss + 0x66..tss + 0x68].copy_from_slice(&0x68u16.to_le_bytes());
     for v in 0..NUM_VECTORS {
         let at = (STUBS + v * 4) as usize;
         m[at..at + 4].copy_from_slice(&[0xf4, 0xf4, 0xf4, 0xf4]);
@@ -158,7 +176,7 @@ pub fn initial_state(mode: Mode) -> State {
     s.eflags = 0x2;
     s.gdtr = Dt { base: GDT_BASE, limit: (gdt().len() * 8 - 1) as u16 };
     s.ldtr = Seg { selector: 0, base: 0, limit: 0xffff, access: 0x82, valid: true };
-    s.tr = Seg { selector: 0, base: 0, limit: 0xffff, access: 0x8b, valid: true };
+    s.tr = Seg { selector: TSS_SEL, base: TSS_BASE, limit: 0x67, access: 0x8b, valid: true };
     match mode {
         Mode::Real => {
             s.cr0 = CR0_ET;
@@ -195,6 +213,15 @@ pub fn initial_state(mode: Mode) -> State {
             }
             s.eip = CODE;
         }
+        Mode::Pm32User => {
+            s.cr0 = CR0_ET | CR0_PE;
+            s.idtr = Dt { base: IDT_BASE, limit: (NUM_VECTORS * 8 - 1) as u16 };
+            s.seg[CS] = gdt_seg(0x93);
+            for r in [ES, SS, DS, FS, GS] {
+                s.seg[r] = gdt_seg(0x9b);
+            }
+            s.eip = CODE;
+        }
         Mode::Pm32Based => {
             s.cr0 = CR0_ET | CR0_PE;
             s.idtr = Dt { base: IDT_BASE, limit: (NUM_VECTORS * 8 - 1) as u16 };
@@ -218,7 +245,7 @@ pub fn data_window(mode: Mode, r: usize) -> Window {
         return Window { lo: STACK_LO - s.base, hi: STACK_HI - s.base };
     }
     match mode {
-        Mode::Pm32Flat | Mode::Pm32Paging => Window { lo: DATA_LO, hi: DATA_HI },
+        Mode::Pm32Flat | Mode::Pm32Paging | Mode::Pm32User => Window { lo: DATA_LO, hi: DATA_HI },
         _ => {
             let lo = DATA_LO.saturating_sub(s.base);
             let hi = (s.limit as u64 + 1).min((DATA_HI - s.base) as u64) as u32;
