@@ -5,14 +5,14 @@
 //! 0x03000 exception stubs: vector v is a HLT at 0x3000 + 4*v
 //! 0x04000-0x08000 stack        0x08000-0x10000 code        0x10000-0x60000 data (random bytes)
 //! 0x50000 NP page, 0x51000 NP page, 0x52000 read-only page (paging mode only)
-//! 0x180000 page directory, 0x181000 page table (identity map of the 2 MiB)
+//! 0xe0000 page directory, 0xe1000 page table (identity map of the 1 MiB of RAM)
 //! ```
 //! Faults are observed as "halted at stub v": the exception frame is on the stack in memory, so
 //! vector, error code, return CS:EIP and EFLAGS are all compared like any other memory.
 
 use super::state::*;
 
-pub const MEM_SIZE: usize = 0x20_0000;
+pub const MEM_SIZE: usize = 0x10_0000;
 pub const GDT_BASE: u32 = 0x1000;
 pub const IDT_BASE: u32 = 0x2000;
 pub const STUBS: u32 = 0x3000;
@@ -25,8 +25,8 @@ pub const STACK_HI: u32 = 0x8000;
 pub const CODE: u32 = 0x8000;
 pub const DATA_LO: u32 = 0x10000;
 pub const DATA_HI: u32 = 0x60000;
-pub const PD: u32 = 0x18_0000;
-pub const PT0: u32 = 0x18_1000;
+pub const PD: u32 = 0xe_0000;
+pub const PT0: u32 = 0xe_1000;
 pub const NP_PAGE1: u32 = 0x50000;
 pub const NP_PAGE2: u32 = 0x51000;
 pub const RO_PAGE: u32 = 0x52000;
