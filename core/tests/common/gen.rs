@@ -388,7 +388,8 @@ impl<'a> Gen<'a> {
             let names = ["bx+si", "bx+di", "bp+si", "bp+di", "si", "di", "bp", "bx"];
             let d16 = disp & 0xffff;
             if f.rm16 == 6 && f.disp_size == 0 {
-                let t = target & 0xffff;
+                // [disp16]: no registers, the displacement is the target
+                let t = pick_target(&mut self.rng) & 0xffff;
                 return MemOp { modrm_mod: 0, rm: 6, sib: None, disp: (t as u16).to_le_bytes().to_vec(), text: format!("{seg}:[{t:#x}]"), offset: t };
             }
             let (m, dbytes) = match f.disp_size {

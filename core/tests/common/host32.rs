@@ -20,6 +20,11 @@ const LOW_STACK: usize = 0x68;
 pub struct Host32 {
     mem: *mut u8,
     code_len: usize,
+    low: *mut u8,
+    low_end: usize,
+    /// Linear address of the register-saving epilogue of the last generated entry code.
+    epilogue: usize,
+    low_code: Vec<u8>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,7 +51,7 @@ impl Host32 {
         let base = mem as usize;
         assert!(base + SIZE < 1 << 31);
         let ctx = (base + CTX) as u32;
-        let mut h = Host32 { mem, code_len: 0 };
+        let mut h = Host32 { mem, code_len: 0, low: std::ptr::null_mut(), low_end: 0, epilogue: 0, low_code: Vec::new() };
         // 64-bit entry stub at offset 0: fn(ctx: *mut u8) (sysv64)
         let mut s: Vec<u8> = vec![0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57];
         s.extend([0x48, 0x89, 0xa7]);
@@ -77,6 +82,47 @@ impl Host32 {
     /// Run `code` (32-bit, fault-free, no stack use beyond a few KiB, no control transfer out)
     /// with `input` registers (ESP is replaced by a scratch stack); returns the registers after it.
     pub fn run(&mut self, code: &[u8], input: &Regs32) -> Regs32 {
+        self.run_inner(Some(code), input)
+    }
+
+    /// Run `code` placed at linear 0x8000 inside the guest-identical low mapping (see
+    /// [`Host32::map_low`], which the caller fills with the guest's RAM image first).
+    pub fn run_low(&mut self, code: &[u8], input: &Regs32) -> Regs32 {
+        self.low_code = code.to_vec();
+        self.run_inner(None, input)
+    }
+
+    /// Map [0x1000, `end`) at the same addresses the guest uses (fixed, must be free).
+    pub fn map_low(&mut self, end: usize) -> &mut [u8] {
+        if self.low.is_null() {
+            // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping.
+            let p = unsafe {
+                libc::mmap(
+                    0x1000 as *mut libc::c_void,
+                    end - 0x1000,
+                    libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                )
+            };
+            assert_eq!(p as usize, 0x1000, "cannot map low memory at 0x1000 (vm.mmap_min_addr?)");
+            self.low = p as *mut u8;
+            self.low_end = end;
+        }
+        // SAFETY: our mapping of [0x1000, low_end).
+        unsafe { std::slice::from_raw_parts_mut(self.low, self.low_end - 0x1000) }
+    }
+
+    /// `jmp rel32` bytes that, placed at linear `at`, return to the register-saving epilogue.
+    fn exit_jump(&self, at: u32) -> [u8; 5] {
+        let target = self.epilogue as u32;
+        let rel = target.wrapping_sub(at + 5);
+        let b = rel.to_le_bytes();
+        [0xe9, b[0], b[1], b[2], b[3]]
+    }
+
+    fn run_inner(&mut self, code: Option<&[u8]>, input: &Regs32) -> Regs32 {
         let base = self.mem as usize;
         let ret64 = self.code_len;
         let ctx = (base + CTX) as u32;
@@ -93,7 +139,16 @@ impl Host32 {
             c.extend([0x8b, 0x05 | r << 3]);
             c.extend(f(r as usize).to_le_bytes());
         }
-        c.extend_from_slice(code);
+        match code {
+            Some(code) => c.extend_from_slice(code),
+            None => {
+                // jmp 0x8000 (the guest-identical code location)
+                let at = (base + ENTRY32 + c.len()) as u32;
+                let rel = 0x8000u32.wrapping_sub(at + 5).to_le_bytes();
+                c.extend([0xe9, rel[0], rel[1], rel[2], rel[3]]);
+            }
+        }
+        self.epilogue = base + ENTRY32 + c.len();
         for r in 0..8u8 {
             c.extend([0x89, 0x05 | r << 3]);
             c.extend(f(9 + r as usize).to_le_bytes());
@@ -108,6 +163,14 @@ impl Host32 {
         c.extend(((base + ret64) as u32).to_le_bytes());
         c.extend([USER64_CS, 0]); // ljmp 0x33:ret64
         assert!(ENTRY32 + c.len() < CTX);
+        if code.is_none() {
+            let lc = std::mem::take(&mut self.low_code);
+            let jump = self.exit_jump(0x8000 + lc.len() as u32);
+            let low = self.map_low(self.low_end);
+            let at = 0x8000 - 0x1000;
+            low[at..at + lc.len()].copy_from_slice(&lc);
+            low[at + lc.len()..at + lc.len() + 5].copy_from_slice(&jump);
+        }
         let mem = self.bytes_mut();
         mem[ENTRY32..ENTRY32 + c.len()].copy_from_slice(&c);
         let mut inp = *input;
@@ -139,5 +202,9 @@ impl Drop for Host32 {
     fn drop(&mut self) {
         // SAFETY: our own mapping.
         unsafe { libc::munmap(self.mem as *mut libc::c_void, SIZE) };
+        if !self.low.is_null() {
+            // SAFETY: our own low mapping.
+            unsafe { libc::munmap(self.low as *mut libc::c_void, self.low_end - 0x1000) };
+        }
     }
 }

@@ -233,7 +233,7 @@ fn start_watchdog(deadline: &std::sync::Arc<std::sync::atomic::AtomicU64>) {
     // SAFETY: installing a no-op handler without SA_RESTART so KVM_RUN returns EINTR.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sigusr1 as usize;
+        sa.sa_sigaction = on_sigusr1 as *const () as usize;
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
     }
