@@ -173,7 +173,11 @@ impl Cpu {
             new_cpl = cpl;
             f = Frame { seg: old_ss, sp: old_esp, big: old_ss.big(), user: cpl == 3, err: ext };
         }
-        self.frame_push(bus, &mut f, sz, flags)?;
+        // Faults push EFLAGS with RF set so the restarted instruction skips instruction
+        // breakpoints (SDM 17.3.1.1).
+        let fault_class = kind == Kind::Exception && matches!(vector, 0 | 5 | 6 | 7 | 10..=14 | 16 | 17 | 19);
+        let pushed = if fault_class { flags | RF } else { flags };
+        self.frame_push(bus, &mut f, sz, pushed)?;
         self.frame_push(bus, &mut f, sz, self.s.seg[CS].selector as u32)?;
         self.frame_push(bus, &mut f, sz, self.s.eip)?;
         if let Some(e) = err {
