@@ -55,7 +55,25 @@ impl Cpu {
     #[inline(always)]
     pub(crate) fn read_lin<B: Bus>(&mut self, bus: &mut B, lin: u32, sz: u32, user: bool) -> Result<u32, Fault> {
         if (lin & 0xfff) + sz <= 0x1000 {
-            let p = self.translate(bus, lin, Access::Read, user)?;
+            let i = ((lin >> 12) as usize) & (PAGE_CACHE - 1);
+            let tag = (lin & !0xfff) | 1 | ((user as u32) << 1);
+            if self.pc.rtag[i] == tag {
+                let a = (self.pc.phys[i] | (lin & 0xfff) as u64) as usize;
+                let ram = bus.ram();
+                return Ok(match sz {
+                    1 => ram[a] as u32,
+                    2 => u16::from_le_bytes([ram[a], ram[a + 1]]) as u32,
+                    _ => u32::from_le_bytes([ram[a], ram[a + 1], ram[a + 2], ram[a + 3]]),
+                });
+            }
+            let p = self.translate(bus, lin, Access::Read, user)? & bus.a20_mask();
+            if matches!(bus.page_kind(p >> 12), PageKind::Ram | PageKind::RamReadOnly) {
+                self.pc.rtag[i] = tag;
+                if self.pc.wtag[i] != tag {
+                    self.pc.wtag[i] = 0;
+                }
+                self.pc.phys[i] = p & !0xfff;
+            }
             Ok(phys_read(bus, p, sz))
         } else {
             let p0 = self.translate(bus, lin, Access::Read, user)?;
@@ -74,7 +92,25 @@ impl Cpu {
     #[inline(always)]
     pub(crate) fn write_lin<B: Bus>(&mut self, bus: &mut B, lin: u32, sz: u32, v: u32, user: bool) -> Result<(), Fault> {
         if (lin & 0xfff) + sz <= 0x1000 {
-            let p = self.translate(bus, lin, Access::Write, user)?;
+            let i = ((lin >> 12) as usize) & (PAGE_CACHE - 1);
+            let tag = (lin & !0xfff) | 1 | ((user as u32) << 1);
+            if self.pc.wtag[i] == tag {
+                let a = (self.pc.phys[i] | (lin & 0xfff) as u64) as usize;
+                let ram = bus.ram();
+                match sz {
+                    1 => ram[a] = v as u8,
+                    2 => ram[a..a + 2].copy_from_slice(&(v as u16).to_le_bytes()),
+                    _ => ram[a..a + 4].copy_from_slice(&v.to_le_bytes()),
+                }
+                return Ok(());
+            }
+            let p = self.translate(bus, lin, Access::Write, user)? & bus.a20_mask();
+            if bus.page_kind(p >> 12) == PageKind::Ram {
+                // A write walk has set the dirty bit, so later writes may skip the walk.
+                self.pc.rtag[i] = tag;
+                self.pc.wtag[i] = tag;
+                self.pc.phys[i] = p & !0xfff;
+            }
             phys_write(bus, p, sz, v);
         } else {
             let p0 = self.translate(bus, lin, Access::Write, user)?;
@@ -185,8 +221,36 @@ impl Cpu {
         })
     }
 
+    /// Drop every cached translation (fetch page and data page cache). Called on anything that
+    /// can change linear->physical mappings or page kinds: CR0/CR3/CR4 writes, INVLPG, a new bus
+    /// map generation, `set_state`. Far transfers call it too (cheap, and keeps CS changes simple).
     pub(crate) fn invalidate_fetch(&mut self) {
         self.fetch_tag = 1;
+    }
+
+    pub(crate) fn flush_page_cache(&mut self) {
+        self.fetch_tag = 1;
+        self.pc.rtag = [0; PAGE_CACHE];
+        self.pc.wtag = [0; PAGE_CACHE];
+    }
+}
+
+/// Entries in the direct-mapped data page cache.
+pub(crate) const PAGE_CACHE: usize = 256;
+
+/// Direct-mapped cache of linear page -> RAM page for data accesses. Tags are the page-aligned
+/// linear address | 1 (valid) | user << 1; `wtag` only holds pages that a write walk has found
+/// writable RAM (so the dirty bit is already set), `rtag` pages readable straight from RAM.
+#[derive(Clone)]
+pub(crate) struct PageCache {
+    pub rtag: [u32; PAGE_CACHE],
+    pub wtag: [u32; PAGE_CACHE],
+    pub phys: [u64; PAGE_CACHE],
+}
+
+impl Default for PageCache {
+    fn default() -> Self {
+        PageCache { rtag: [0; PAGE_CACHE], wtag: [0; PAGE_CACHE], phys: [0; PAGE_CACHE] }
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Cpu {
     /// Fetch translation cache: linear page (tag) -> physical page, valid when RAM.
     fetch_tag: u32,
     fetch_phys: u64,
+    /// Data page cache (mem.rs).
+    pub(crate) pc: Box<mem::PageCache>,
     /// Bus map generation the caches were filled under.
     map_gen: u64,
     /// Instruction trace (target `vessel::cpu::trace`) enabled at the start of `run`.
@@ -94,6 +96,7 @@ impl Cpu {
             p: Prefixes::default(),
             fetch_tag: NO_FETCH,
             fetch_phys: 0,
+            pc: Box::default(),
             map_gen: u64::MAX,
             trace: false,
         }
@@ -126,7 +129,7 @@ impl Cpu {
     }
 
     pub(crate) fn flush_caches(&mut self) {
-        self.fetch_tag = NO_FETCH;
+        self.flush_page_cache();
         self.map_gen = u64::MAX;
         self.flush_tlb();
     }
@@ -231,7 +234,7 @@ impl Cpu {
         let g = bus.map_generation();
         if g != self.map_gen {
             self.map_gen = g;
-            self.fetch_tag = NO_FETCH;
+            self.flush_page_cache();
         }
         let mut n = 0u64;
         while n < max_instructions {
@@ -243,7 +246,7 @@ impl Cpu {
                 let g = bus.map_generation();
                 if g != self.map_gen {
                     self.map_gen = g;
-                    self.fetch_tag = NO_FETCH;
+                    self.flush_page_cache();
                 }
             }
             match self.step_inner(bus) {
@@ -261,7 +264,7 @@ impl Cpu {
         let g = bus.map_generation();
         if g != self.map_gen {
             self.map_gen = g;
-            self.fetch_tag = NO_FETCH;
+            self.flush_page_cache();
         }
         self.step_inner(bus).unwrap_or(RunExit::Limit)
     }

@@ -251,7 +251,7 @@ impl Cpu {
                 }
                 self.need_cpl0()?;
                 self.flush_tlb();
-                self.invalidate_fetch();
+                self.flush_page_cache();
             }
             _ => return Err(Fault::InvalidOpcode.into()),
         }
@@ -298,7 +298,7 @@ impl Cpu {
                     _ => return Err(Fault::InvalidOpcode.into()),
                 }
                 self.flush_tlb();
-                self.invalidate_fetch();
+                self.flush_page_cache();
             }
             0x21 => {
                 let i = match m.reg {
