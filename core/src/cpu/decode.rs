@@ -286,7 +286,8 @@ impl Cpu {
             self.check_lock(bus, op)?;
         }
         self.exec_op(bus, op)?;
-        self.s.eip = if d32 { self.ip } else { self.ip & 0xffff };
+        // CS may have changed (far transfers): mask by the new code segment's size.
+        self.s.eip = if self.s.seg[CS].big() { self.ip } else { self.ip & 0xffff };
         Ok(())
     }
 
