@@ -268,6 +268,29 @@ pub fn report(case: &Case, kvm: &Outcome, emu: Option<&Outcome>, diffs: &str) ->
     s
 }
 
+/// Find the first instruction after which the engines disagree: rerun prefixes of the sequence
+/// (each followed by HLT) and report the shortest one that mismatches.
+pub fn bisect(case: &Case, img: &[u8], silicon: bool, e: &mut dyn FnMut(&Case, &[u8]) -> Outcome) -> String {
+    let offs: Vec<usize> = case
+        .listing
+        .iter()
+        .filter_map(|l| usize::from_str_radix(l.trim_start().split(':').next()?, 16).ok())
+        .collect();
+    for (k, &end) in offs.iter().enumerate().skip(1) {
+        let mut c = case.clone();
+        c.code = case.code[..end].to_vec();
+        c.code.push(0xf4);
+        c.listing = case.listing[..k].to_vec();
+        c.undef_end = case.undef_ever;
+        let kv = if silicon { run_silicon(&c, img) } else { run_kvm(&c, img) };
+        let o = e(&c, img);
+        if compare(&c, &kv, &o).is_some() {
+            return format!("--- first disagreement after instruction {k} of the sequence: {}\n", case.listing[k - 1].trim());
+        }
+    }
+    String::new()
+}
+
 /// Statistics of a group run.
 #[derive(Default, Debug)]
 pub struct Stats {
@@ -306,7 +329,8 @@ pub fn run_group(gr: &Group, mode: Mode, n: u32, mut engine: Option<&mut dyn FnM
             if let Some(e) = engine.as_mut() {
                 let o = e(&case, img);
                 if let Some(r) = compare(&case, &k, &o) {
-                    st.failures.push(r);
+                    let first = bisect(&case, img, gr.silicon, &mut **e);
+                    st.failures.push(format!("{r}{first}"));
                 }
             }
             if st.failures.len() >= 20 {

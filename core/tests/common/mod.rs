@@ -10,3 +10,4 @@ pub mod gen;
 pub mod groups;
 pub mod diff;
 pub mod host32;
+pub mod interp;
