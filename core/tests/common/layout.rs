@@ -58,7 +58,9 @@ impl Mode {
     /// The modes the oracle can run on every host. Legacy (non-long-mode) paging is missing here:
     /// this host's KVM is kvm-pvm, which refuses CR0.PG without EFER.LME (KVM_EXIT_SHUTDOWN, see
     /// `kvm_legacy_paging` in diff_kvm_selftest.rs), so `Pm32Paging` is only used when it works.
-    pub const ALL: [Mode; 5] = [Mode::Real, Mode::Pm16, Mode::Pm32Flat, Mode::Pm32Based, Mode::Pm32User];
+    pub const ALL: [Mode; 4] = [Mode::Real, Mode::Pm16, Mode::Pm32Flat, Mode::Pm32Based];
+    /// [`Mode::ALL`] plus CPL 3 (where the final HLT is a #GP): the instruction-group tests.
+    pub const WITH_USER: [Mode; 5] = [Mode::Real, Mode::Pm16, Mode::Pm32Flat, Mode::Pm32Based, Mode::Pm32User];
     pub fn code32(self) -> bool {
         !matches!(self, Mode::Real | Mode::Pm16)
     }
