@@ -2,6 +2,7 @@
 //! console (0x402) and COM1 output.
 //!
 //! `cargo run --release -p vessel-machines --example interp_board -- /usr/share/seabios/bios.bin [Minstr]`
+//! `KERNEL=bzImage [INITRD=..] [APPEND=..]` boots Linux through linuxboot_dma.bin.
 //! `RUST_LOG=vessel::cpu::trace=trace` traces every instruction (very verbose).
 
 use vessel_core::cpu::{Cpu, RunExit};
@@ -19,6 +20,13 @@ fn main() {
         graphics: false,
         serial: SerialSink::Stdout,
         debugcon: SerialSink::Writer(Box::new(std::io::stderr())),
+        // KERNEL=bzImage [INITRD=file] [APPEND=cmdline]: boot Linux through linuxboot_dma.bin
+        linux: std::env::var("KERNEL").ok().map(|k| vessel_machines::pc::LinuxBoot {
+            kernel: std::fs::read(k).unwrap(),
+            initrd: std::env::var("INITRD").ok().map(|p| std::fs::read(p).unwrap()),
+            cmdline: std::env::var("APPEND").unwrap_or_default(),
+            option_rom: std::fs::read("/usr/share/qemu/linuxboot_dma.bin").unwrap(),
+        }),
         ..Default::default()
     })
     .unwrap();

@@ -11,6 +11,8 @@ use crate::bus::Bus;
 
 const MSR_TSC: u32 = 0x10;
 const MSR_APIC_BASE: u32 = 0x1b;
+/// IA32_BIOS_SIGN_ID: microcode revision (Linux writes 0 and reads it back).
+const MSR_BIOS_SIGN_ID: u32 = 0x8b;
 const MSR_SYSENTER_CS: u32 = 0x174;
 const MSR_SYSENTER_ESP: u32 = 0x175;
 const MSR_SYSENTER_EIP: u32 = 0x176;
@@ -327,6 +329,7 @@ impl Cpu {
         let v: u64 = match self.s.gpr[ECX] {
             MSR_TSC => self.s.tsc.wrapping_add(self.instructions_retired()),
             MSR_APIC_BASE => self.s.apic_base,
+            MSR_BIOS_SIGN_ID => 0,
             MSR_SYSENTER_CS => self.s.sysenter_cs as u64,
             MSR_SYSENTER_ESP => self.s.sysenter_esp as u64,
             MSR_SYSENTER_EIP => self.s.sysenter_eip as u64,
@@ -345,6 +348,7 @@ impl Cpu {
         match self.s.gpr[ECX] {
             MSR_TSC => self.s.tsc = v.wrapping_sub(self.instructions_retired()),
             MSR_APIC_BASE => self.s.apic_base = v,
+            MSR_BIOS_SIGN_ID => {}
             MSR_SYSENTER_CS => self.s.sysenter_cs = v as u32,
             MSR_SYSENTER_ESP => self.s.sysenter_esp = v as u32,
             MSR_SYSENTER_EIP => self.s.sysenter_eip = v as u32,
