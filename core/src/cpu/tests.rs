@@ -70,3 +70,143 @@ fn lazy_flags_inc_keeps_cf() {
     let f = cpu.state().eflags;
     assert_eq!(f & (CF | ZF | AF | OF | SF), CF | ZF | AF);
 }
+
+/// 32-bit flat protected mode with paging: identity-mapped first 4 MiB except the page at
+/// 0x40000 (not present); IDT at 0x2000 whose gates all go to a HLT at 0x3000.
+fn paged(code: &[u8]) -> (Cpu, FlatBus) {
+    let mut bus = FlatBus::new(4 << 20);
+    let m = &mut bus.memory;
+    let put = |m: &mut Vec<u8>, a: usize, v: u32| m[a..a + 4].copy_from_slice(&v.to_le_bytes());
+    // GDT: null, code 0x08, data 0x10 (flat, 4 GiB).
+    m[0x1008..0x1010].copy_from_slice(&0x00cf_9b00_0000_ffffu64.to_le_bytes());
+    m[0x1010..0x1018].copy_from_slice(&0x00cf_9300_0000_ffffu64.to_le_bytes());
+    // IDT: 32 interrupt gates to 0008:3000.
+    for v in 0..32 {
+        put(m, 0x2000 + v * 8, 0x0008_3000);
+        put(m, 0x2004 + v * 8, 0x0000_8e00);
+    }
+    m[0x3000] = 0xf4;
+    put(m, 0x10000, 0x11000 | 3);
+    for p in 0..1024u32 {
+        let pte = if p == 0x40 { 0 } else { (p << 12) | 3 };
+        put(m, 0x11000 + p as usize * 4, pte);
+    }
+    m[0x5000..0x5000 + code.len()].copy_from_slice(code);
+    let mut cpu = Cpu::new();
+    let mut s = cpu.state();
+    s.cr0 = CR0_PE | CR0_PG | CR0_ET;
+    s.cr3 = 0x10000;
+    let code_seg = Segment { selector: 8, base: 0, limit: u32::MAX, access: 0xc09b, valid: true };
+    let data = Segment { selector: 0x10, base: 0, limit: u32::MAX, access: 0xc093, valid: true };
+    s.seg = [data, code_seg, data, data, data, data];
+    s.gdtr = DescriptorTable { base: 0x1000, limit: 0x17 };
+    s.idtr = DescriptorTable { base: 0x2000, limit: 32 * 8 - 1 };
+    s.eip = 0x5000;
+    s.gpr[ESP] = 0x9000;
+    cpu.set_state(&s);
+    (cpu, bus)
+}
+
+#[test]
+fn rep_movsb_page_fault_is_restartable() {
+    // mov esi,0x3ff00; mov edi,0x50000; mov ecx,0x200; cld; rep movsb; hlt
+    let code = [0xbe, 0x00, 0xff, 0x03, 0x00, 0xbf, 0x00, 0x00, 0x05, 0x00, 0xb9, 0x00, 0x02, 0x00, 0x00, 0xfc, 0xf3, 0xa4, 0xf4];
+    let (mut cpu, mut bus) = paged(&code);
+    for i in 0..0x100 {
+        bus.memory[0x3ff00 + i] = i as u8 ^ 0x5a;
+    }
+    assert_eq!(cpu.run(&mut bus, 1000), RunExit::Halted);
+    let s = cpu.state();
+    assert_eq!(s.eip, 0x3001, "#PF handler reached");
+    assert_eq!(s.cr2, 0x40000);
+    assert_eq!((s.gpr[ECX], s.gpr[ESI], s.gpr[EDI]), (0x100, 0x40000, 0x50100), "completed iterations committed");
+    let st = |a: usize| u32::from_le_bytes(bus.memory[a..a + 4].try_into().unwrap());
+    // Frame: error code, EIP, CS, EFLAGS.
+    assert_eq!(st(0x9000 - 16), 0, "read, supervisor, not present");
+    assert_eq!(st(0x9000 - 12), 0x5010, "EIP of the REP prefix");
+    assert_eq!(st(0x9000 - 8), 8);
+    assert_eq!(st(0x9000 - 4) & RF, RF);
+    assert_eq!(&bus.memory[0x50000..0x50100], &bus.memory[0x3ff00..0x40000].to_vec()[..]);
+    assert_eq!(bus.memory[0x50100], 0, "nothing copied from the missing page");
+    // The walk set A on the PDE and PTEs used, D on the written page's PTE.
+    assert_eq!(st(0x10000) & 0x20, 0x20);
+    assert_eq!(st(0x11000 + 0x50 * 4) & 0x60, 0x60);
+    assert_eq!(st(0x11000 + 0x3f * 4) & 0x60, 0x20);
+}
+
+#[test]
+fn page_crossing_store_faults_before_writing() {
+    // mov dword [0x3fffe], 0x11223344 ; the second half is on the missing page
+    let code = [0xc7, 0x05, 0xfe, 0xff, 0x03, 0x00, 0x44, 0x33, 0x22, 0x11, 0xf4];
+    let (mut cpu, mut bus) = paged(&code);
+    assert_eq!(cpu.run(&mut bus, 100), RunExit::Halted);
+    let s = cpu.state();
+    assert_eq!(s.cr2, 0x40000);
+    assert_eq!(&bus.memory[0x3fffe..0x40000], &[0, 0], "first page untouched");
+    let err = u32::from_le_bytes(bus.memory[0x9000 - 16..0x9000 - 12].try_into().unwrap());
+    assert_eq!(err, 2, "write, supervisor, not present");
+}
+
+#[test]
+fn cmpxchg8b_and_xadd() {
+    // mov eax,1; mov edx,2; mov ebx,3; mov ecx,4; cmpxchg8b [0x6000]; xadd [0x6008],ebx; hlt
+    let code = [
+        0xb8, 1, 0, 0, 0, 0xba, 2, 0, 0, 0, 0xbb, 3, 0, 0, 0, 0xb9, 4, 0, 0, 0, 0x0f, 0xc7, 0x0d, 0x00, 0x60, 0, 0, 0x0f, 0xc1,
+        0x1d, 0x08, 0x60, 0, 0, 0xf4,
+    ];
+    let (mut cpu, mut bus) = paged(&code);
+    bus.memory[0x6000..0x6008].copy_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0]);
+    bus.memory[0x6008] = 10;
+    assert_eq!(cpu.run(&mut bus, 100), RunExit::Halted);
+    assert_eq!(cpu.state().eip, 0x5000 + code.len() as u32);
+    assert_eq!(&bus.memory[0x6000..0x6008], &[3, 0, 0, 0, 4, 0, 0, 0]);
+    assert_eq!(bus.memory[0x6008], 13);
+    assert_eq!(cpu.state().gpr[EBX], 10);
+}
+
+#[test]
+fn external_interrupt_wakes_hlt() {
+    struct Irq(FlatBus, bool);
+    impl crate::bus::Bus for Irq {
+        fn ram(&mut self) -> &mut [u8] {
+            self.0.ram()
+        }
+        fn page_kind(&self, p: u64) -> crate::bus::PageKind {
+            self.0.page_kind(p)
+        }
+        fn map_generation(&self) -> u64 {
+            0
+        }
+        fn mmio_read(&mut self, a: u64, w: u8) -> u64 {
+            self.0.mmio_read(a, w)
+        }
+        fn mmio_write(&mut self, a: u64, w: u8, v: u64) {
+            self.0.mmio_write(a, w, v)
+        }
+        fn io_read(&mut self, p: u16, w: u8) -> u32 {
+            self.0.io_read(p, w)
+        }
+        fn io_write(&mut self, p: u16, w: u8, v: u32) {
+            self.0.io_write(p, w, v)
+        }
+        fn intr_pending(&mut self) -> bool {
+            self.1
+        }
+        fn intr_ack(&mut self) -> u8 {
+            self.1 = false;
+            8
+        }
+    }
+    // sti; hlt; hlt   IVT[8] -> 0000:2000: mov al,0x42; iret
+    let (mut cpu, bus) = real(&[0xfb, 0xf4, 0xf4]);
+    let mut bus = Irq(bus, false);
+    bus.0.memory[0x20..0x24].copy_from_slice(&[0x00, 0x20, 0, 0]);
+    bus.0.memory[0x2000..0x2003].copy_from_slice(&[0xb0, 0x42, 0xcf]);
+    assert_eq!(cpu.run(&mut bus, 100), RunExit::Halted);
+    assert_eq!(cpu.state().eip, 0x1002);
+    bus.1 = true;
+    assert_eq!(cpu.run(&mut bus, 100), RunExit::Halted);
+    let s = cpu.state();
+    assert_eq!(s.gpr[EAX] & 0xff, 0x42, "handler ran");
+    assert_eq!(s.eip, 0x1003, "returned after the first HLT and halted on the second");
+}
