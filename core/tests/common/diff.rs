@@ -254,9 +254,18 @@ pub fn report(case: &Case, kvm: &Outcome, emu: Option<&Outcome>, diffs: &str) ->
         "reproduce: VESSEL_DIFF_REPLAY={:#x} cargo test --release -p vessel-core --test diff_groups -- --exact {} --nocapture",
         case.seed, case.group
     );
-    let _ = writeln!(s, "code at {:#x} (linear):", case.code_linear());
-    for l in &case.listing {
-        let _ = writeln!(s, "  {l}");
+    let _ = writeln!(s, "code at {:#x} (linear); generator's text | iced-x86:", case.code_linear());
+    let offs: Vec<usize> = case
+        .listing
+        .iter()
+        .filter_map(|l| usize::from_str_radix(l.trim_start().split(':').next()?, 16).ok())
+        .chain(std::iter::once(case.code.len()))
+        .collect();
+    for (i, l) in case.listing.iter().enumerate() {
+        let (a, b) = (offs[i], offs[i + 1].max(offs[i]));
+        let ip = case.init.eip.wrapping_add(a as u32);
+        let iced = vessel_core::cpu::disasm::disassemble(&case.code[a..b], case.mode.code32(), ip);
+        let _ = writeln!(s, "  {l:<75} | {iced}");
     }
     let _ = writeln!(s, "undefined flags masked: at end [{}], ever [{}]", flag_string(case.undef_end), flag_string(case.undef_ever));
     let _ = writeln!(s, "--- initial state\n{}", case.init);
