@@ -953,6 +953,7 @@ impl Cpu {
         self.s.eip = self.ip;
         self.deliver(bus, v, Kind::Software, None)?;
         self.ip = self.s.eip;
+        self.sw_int = true;
         Ok(())
     }
 

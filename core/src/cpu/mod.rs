@@ -72,6 +72,8 @@ pub struct Cpu {
     pub(crate) pc: Box<mem::PageCache>,
     /// Bus map generation the caches were filled under.
     map_gen: u64,
+    /// A software interrupt was taken by the current instruction (no single-step trap after it).
+    pub(crate) sw_int: bool,
     /// Instruction trace (target `vessel::cpu::trace`) enabled at the start of `run`.
     trace: bool,
 }
@@ -99,6 +101,7 @@ impl Cpu {
             pc: Box::default(),
             map_gen: u64::MAX,
             trace: false,
+            sw_int: false,
         }
     }
 
@@ -295,9 +298,16 @@ impl Cpu {
         if self.trace {
             self.trace_insn(bus);
         }
+        let tf = self.s.eflags & TF != 0;
+        if tf {
+            self.sw_int = false;
+        }
         match self.exec(bus) {
             Ok(()) => {
                 self.retired += 1;
+                if tf {
+                    return self.single_step(bus);
+                }
                 None
             }
             Err(Exit::Fault(f)) => {
@@ -309,6 +319,22 @@ impl Cpu {
                 self.retired += 1;
                 Some(RunExit::Halted)
             }
+        }
+    }
+
+    /// The single-step trap after an instruction that started with TF=1 (POPF/IRET clearing TF
+    /// still trap; software interrupts clear TF before their handler and do not).
+    #[inline(never)]
+    fn single_step<B: Bus>(&mut self, bus: &mut B) -> Option<RunExit> {
+        if self.sw_int {
+            self.sw_int = false;
+            return None;
+        }
+        self.s.dr[6] |= 0x4000;
+        self.start_eip = self.s.eip;
+        match self.deliver(bus, 1, interrupt::Kind::Exception, None) {
+            Ok(()) => None,
+            Err(f) => self.fault(bus, f),
         }
     }
 

@@ -210,3 +210,18 @@ fn external_interrupt_wakes_hlt() {
     assert_eq!(s.gpr[EAX] & 0xff, 0x42, "handler ran");
     assert_eq!(s.eip, 0x1003, "returned after the first HLT and halted on the second");
 }
+
+#[test]
+fn trap_flag_single_steps() {
+    // pushf; pop ax; or ah,1; push ax; popf; inc cx; inc cx; hlt   IVT[1] -> 0000:2000: inc bx; iret
+    // POPF setting TF: the first trap comes after the instruction following it.
+    let (mut cpu, mut bus) = real(&[0x9c, 0x58, 0x80, 0xcc, 0x01, 0x50, 0x9d, 0x41, 0x41, 0xf4]);
+    bus.memory[4..8].copy_from_slice(&[0x00, 0x20, 0, 0]);
+    bus.memory[0x2000..0x2002].copy_from_slice(&[0x43, 0xcf]);
+    assert_eq!(cpu.run(&mut bus, 100), RunExit::Halted);
+    let s = cpu.state();
+    assert_eq!(s.gpr[ECX] & 0xffff, 2);
+    // Traps after: inc cx, inc cx, hlt -> the handler is not itself single-stepped.
+    assert_eq!(s.gpr[EBX] & 0xffff, 2, "one trap per stepped instruction");
+    assert_eq!(s.dr[6] & 0x4000, 0x4000);
+}
