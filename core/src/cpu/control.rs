@@ -86,8 +86,30 @@ impl Cpu {
             self.invalidate_fetch();
             return Ok(());
         }
-        // TSS / task gate: task switch is cpu-sys's (task.rs).
-        Err(Fault::GeneralProtection(sel & 0xfffc).into())
+        self.far_task(bus, sel, d, super::task::Source::Jmp)
+    }
+
+    /// JMP/CALL to a TSS descriptor or a task gate.
+    fn far_task<B: Bus>(&mut self, bus: &mut B, sel: u16, d: u64, src: super::task::Source) -> Res<()> {
+        let a = (d >> 40) as u8;
+        let e = sel & 0xfffc;
+        let dpl = (a >> 5) & 3;
+        let cpl = self.cpl();
+        if dpl < cpl || dpl < (sel & 3) as u8 {
+            return Err(Fault::GeneralProtection(e).into());
+        }
+        let tss = match a & 0x1f {
+            0x01 | 0x09 => sel,
+            0x05 => (d >> 16) as u16,
+            _ => return Err(Fault::GeneralProtection(e).into()),
+        };
+        if a & 0x80 == 0 {
+            return Err(Fault::NotPresent(e).into());
+        }
+        self.s.eip = self.ip;
+        self.task_switch(bus, tss, src, None)?;
+        self.ip = self.s.eip;
+        Ok(())
     }
 
     /// Call gate checks common to JMP and CALL: (target selector, offset, param count).
@@ -218,7 +240,7 @@ impl Cpu {
             self.invalidate_fetch();
             return Ok(());
         }
-        Err(Fault::GeneralProtection(sel & 0xfffc).into())
+        self.far_task(bus, sel, d, super::task::Source::Call)
     }
 
     /// Check a code segment returned to by RET far / IRET at privilege `rpl`.
@@ -330,8 +352,12 @@ impl Cpu {
             return Ok(());
         }
         if old & NT != 0 {
-            // Return from a nested task: task.rs (cpu-sys).
-            return Err(Fault::GeneralProtection(0).into());
+            // Return to the task in the back link.
+            let back = self.rd_sys(bus, self.s.tr.base, 2)? as u16;
+            self.s.eip = self.ip;
+            self.task_switch(bus, back, super::task::Source::Iret, None)?;
+            self.ip = self.s.eip;
+            return Ok(());
         }
         let cpl = self.cpl();
         let ip = self.peek(bus, 0, osz)?;

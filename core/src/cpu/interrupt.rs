@@ -92,8 +92,8 @@ impl Cpu {
         let gdpl = ((hi >> 13) & 3) as u8;
         let gate32 = match gtype {
             0x0e | 0x0f => true,
-            0x06 | 0x07 => false,
-            _ => return Err(Fault::GeneralProtection(verr)), // task gates: TODO(cpu-sys)
+            0x06 | 0x07 | 0x05 => false,
+            _ => return Err(Fault::GeneralProtection(verr)),
         };
         let cpl = self.cpl();
         if kind == Kind::Software && gdpl < cpl {
@@ -101,6 +101,10 @@ impl Cpu {
         }
         if hi & 0x8000 == 0 {
             return Err(Fault::NotPresent(verr));
+        }
+        if gtype == 0x05 {
+            let tss = (lo >> 16) as u16;
+            return self.task_switch(bus, tss, super::task::Source::Int, err);
         }
         let sel = (lo >> 16) as u16;
         let offset = if gate32 { (hi & 0xffff_0000) | (lo & 0xffff) } else { lo & 0xffff };

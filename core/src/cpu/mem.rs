@@ -197,8 +197,31 @@ impl Cpu {
         }
     }
 
+    /// `n` bytes of the instruction stream at once when they lie in the cached code page and
+    /// inside the CS limit; `None` sends the caller to the byte-wise path.
+    #[inline(always)]
+    fn fetch_fast<B: Bus, const N: usize>(&mut self, bus: &mut B) -> Option<[u8; N]> {
+        let off = self.ip;
+        let cs = &self.s.seg[CS];
+        let last = off.wrapping_add(N as u32 - 1);
+        if last > cs.limit || last < off {
+            return None;
+        }
+        let lin = cs.base.wrapping_add(off);
+        if lin & !0xfff != self.fetch_tag || (lin & 0xfff) > 0x1000 - N as u32 {
+            return None;
+        }
+        let p = (self.fetch_phys | (lin & 0xfff) as u64) as usize;
+        let b = bus.ram().get(p..p + N)?.try_into().ok()?;
+        self.ip = off.wrapping_add(N as u32);
+        Some(b)
+    }
+
     #[inline(always)]
     pub(crate) fn fetch16<B: Bus>(&mut self, bus: &mut B) -> Res<u16> {
+        if let Some(b) = self.fetch_fast::<B, 2>(bus) {
+            return Ok(u16::from_le_bytes(b));
+        }
         let a = self.fetch8(bus)? as u16;
         let b = self.fetch8(bus)? as u16;
         Ok(a | (b << 8))
@@ -206,6 +229,9 @@ impl Cpu {
 
     #[inline(always)]
     pub(crate) fn fetch32<B: Bus>(&mut self, bus: &mut B) -> Res<u32> {
+        if let Some(b) = self.fetch_fast::<B, 4>(bus) {
+            return Ok(u32::from_le_bytes(b));
+        }
         let a = self.fetch16(bus)? as u32;
         let b = self.fetch16(bus)? as u32;
         Ok(a | (b << 16))

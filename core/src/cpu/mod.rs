@@ -20,6 +20,7 @@ mod paging;
 mod segment;
 mod string;
 mod system;
+mod task;
 
 #[cfg(test)]
 mod tests;

@@ -225,3 +225,55 @@ fn trap_flag_single_steps() {
     assert_eq!(s.gpr[EBX] & 0xffff, 2, "one trap per stepped instruction");
     assert_eq!(s.dr[6] & 0x4000, 0x4000);
 }
+
+#[test]
+fn call_to_tss_and_iret_back() {
+    let mut bus = FlatBus::new(1 << 20);
+    let m = &mut bus.memory;
+    let desc = |base: u32, limit: u32, access: u8, flags: u8| -> u64 {
+        (limit as u64 & 0xffff)
+            | ((base as u64 & 0xff_ffff) << 16)
+            | ((access as u64) << 40)
+            | (((limit as u64 >> 16) & 0xf) << 48)
+            | ((flags as u64) << 52)
+            | (((base >> 24) as u64) << 56)
+    };
+    let gdt = [0, desc(0, 0xfffff, 0x9b, 0xc), desc(0, 0xfffff, 0x93, 0xc), desc(0x4000, 0x67, 0x8b, 0), desc(0x4100, 0x67, 0x89, 0)];
+    for (i, d) in gdt.iter().enumerate() {
+        m[0x1000 + i * 8..0x1008 + i * 8].copy_from_slice(&d.to_le_bytes());
+    }
+    let put = |m: &mut Vec<u8>, a: usize, v: u32| m[a..a + 4].copy_from_slice(&v.to_le_bytes());
+    put(m, 0x4100 + 0x20, 0x6000); // EIP
+    put(m, 0x4100 + 0x24, 0x2); // EFLAGS
+    put(m, 0x4100 + 0x38, 0x7000); // ESP
+    for (i, s) in [0x10, 0x08, 0x10, 0x10, 0x10, 0x10].iter().enumerate() {
+        put(m, 0x4100 + 0x48 + 4 * i, *s);
+    }
+    m[0x5000..0x500a].copy_from_slice(&[0x9a, 0, 0, 0, 0, 0x20, 0x00, 0x89, 0xc3, 0xf4]);
+    m[0x6000..0x6006].copy_from_slice(&[0xb8, 0x77, 0, 0, 0, 0xcf]);
+    let mut cpu = Cpu::new();
+    let mut s = cpu.state();
+    s.cr0 = CR0_PE | CR0_ET;
+    let code = Segment { selector: 8, base: 0, limit: u32::MAX, access: 0xc09b, valid: true };
+    let data = Segment { selector: 0x10, base: 0, limit: u32::MAX, access: 0xc093, valid: true };
+    s.seg = [data, code, data, data, data, data];
+    s.tr = Segment { selector: 0x18, base: 0x4000, limit: 0x67, access: 0x8b, valid: true };
+    s.gdtr = DescriptorTable { base: 0x1000, limit: 0x27 };
+    s.eip = 0x5000;
+    s.gpr[ESP] = 0x9000;
+    cpu.set_state(&s);
+    assert_eq!(cpu.run(&mut bus, 100), RunExit::Halted);
+    let s = cpu.state();
+    // The caller's registers come back from its TSS; the nested task's EAX is in the nested TSS.
+    assert_eq!(s.gpr[EBX], 0, "caller's EAX (saved in its TSS) restored");
+    assert_eq!(u32::from_le_bytes(bus.memory[0x4128..0x412c].try_into().unwrap()), 0x77, "the nested task ran");
+    assert_eq!(s.eip, 0x500a);
+    assert_eq!(s.tr.selector, 0x18);
+    assert_eq!(s.gpr[ESP], 0x9000, "outgoing task's registers restored from its TSS");
+    assert_eq!(s.eflags & NT, 0);
+    assert_eq!(s.cr0 & CR0_TS, CR0_TS);
+    assert_eq!(u16::from_le_bytes([bus.memory[0x4100], bus.memory[0x4101]]), 0x18, "back link");
+    assert_eq!(bus.memory[0x1000 + 4 * 8 + 5] & 0x1f, 0x09, "nested TSS no longer busy");
+    assert_eq!(bus.memory[0x1000 + 3 * 8 + 5] & 0x1f, 0x0b, "caller TSS still busy");
+    assert_eq!(u32::from_le_bytes(bus.memory[0x4120..0x4124].try_into().unwrap()), 0x6006, "nested EIP saved after its IRET");
+}
