@@ -70,6 +70,8 @@ struct AddrForm {
     window: Window,
     /// The window ends at the segment limit, so going past it faults instead of hitting other data.
     limit_bounded: bool,
+    /// Expand-down segment whose window starts at limit+1 (below it faults).
+    expand_down: bool,
 }
 
 pub struct Gen<'a> {
@@ -236,6 +238,7 @@ impl<'a> Gen<'a> {
             regsum: 0,
             window: Window { lo: 0, hi: 0 },
             limit_bounded: false,
+            expand_down: false,
         };
         let mut regs = 0u8;
         self.use_mem = true;
@@ -288,6 +291,10 @@ impl<'a> Gen<'a> {
         // Past the limit must fault rather than reach other data: always so for the data segments
         // whose window ends at the limit; for SS only in the based mode (elsewhere code follows).
         form.limit_bounded = form.window.hi as u64 == s.limit as u64 + 1 && (form.seg != SS || self.mode == Mode::Pm32Based);
+        form.expand_down = s.access & 0x1c == 0x14 && form.window.lo == s.limit.wrapping_add(1);
+        if s.access & 0x1c == 0x14 {
+            form.limit_bounded = false;
+        }
         let w = form.window;
         form.anchor = self.rng.range(w.lo + 256, w.hi - 256 - 16);
         // Registers so that base + index*scale = anchor where possible; otherwise a disp32
@@ -341,7 +348,10 @@ impl<'a> Gen<'a> {
         let w = f.window;
         let sum = f.regsum;
         let pick_target = |rng: &mut Rng| -> u32 {
-            if f.limit_bounded && rng.chance(1, 40) {
+            if f.expand_down && rng.chance(1, 40) {
+                // at or just below the lower bound of an expand-down segment
+                w.lo - bytes - 4 + rng.range(0, bytes + 8)
+            } else if f.limit_bounded && rng.chance(1, 40) {
                 w.hi - bytes + rng.range(1, bytes + 8) // crosses or lies past the limit
             } else {
                 rng.range(w.lo, w.hi - bytes - 16)

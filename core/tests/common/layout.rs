@@ -231,7 +231,7 @@ pub fn initial_state(mode: Mode) -> State {
             s.seg[SS] = gdt_seg(sel(11));
             s.seg[DS] = gdt_seg(sel(7));
             s.seg[ES] = gdt_seg(sel(8));
-            s.seg[FS] = gdt_seg(sel(9));
+            s.seg[FS] = gdt_seg(0x78); // expand-down: valid offsets 0x1000..=0xffffffff
             s.seg[GS] = gdt_seg(sel(10));
             s.eip = CODE - 0x6000;
         }
@@ -245,6 +245,11 @@ pub fn data_window(mode: Mode, r: usize) -> Window {
     let s = initial_state(mode).seg[r];
     if r == SS {
         return Window { lo: STACK_LO - s.base, hi: STACK_HI - s.base };
+    }
+    if s.access & 0x1c == 0x14 {
+        // expand-down data: offsets above the limit are valid
+        let lo = (s.limit + 1).max(DATA_LO.saturating_sub(s.base));
+        return Window { lo, hi: DATA_HI - s.base };
     }
     match mode {
         Mode::Pm32Flat | Mode::Pm32Paging | Mode::Pm32User => Window { lo: DATA_LO, hi: DATA_HI },
@@ -261,6 +266,9 @@ pub fn data_window(mode: Mode, r: usize) -> Window {
 /// segments), so a 16-bit address never lands on the tables or the code.
 pub fn data_window16(mode: Mode, r: usize) -> Window {
     let w = data_window(mode, r);
+    if w.hi > 0x10000 && w.lo < 0x10000 && initial_state(mode).seg[r].access & 0x1c == 0x14 {
+        return Window { lo: w.lo, hi: 0x10000 };
+    }
     if w.lo >= 0x10000 {
         let base = initial_state(mode).seg[r].base;
         Window { lo: STACK_LO.wrapping_sub(base), hi: STACK_HI.wrapping_sub(base) }
