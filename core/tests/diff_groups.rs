@@ -59,6 +59,7 @@ group_test!(lea);
 group_test!(stack);
 group_test!(sreg);
 group_test!(privileged);
+group_test!(x87);
 group_test!(misc);
 
 #[test]

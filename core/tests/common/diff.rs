@@ -108,24 +108,35 @@ impl IntoOutcome for (End, State, Vec<u8>, Vec<(u16, u8, u32)>) {
     }
 }
 
-thread_local! {
-    static HOST: RefCell<Option<super::host32::Host32>> = const { RefCell::new(None) };
-}
+/// One host-CPU runner per process: its low mapping sits at fixed addresses, so test threads take
+/// turns.
+struct SharedHost(Option<super::host32::Host32>);
+// SAFETY: the runner's raw pointers are its own mappings; the mutex serialises every use.
+unsafe impl Send for SharedHost {}
+static HOST: std::sync::Mutex<SharedHost> = std::sync::Mutex::new(SharedHost(None));
 
 /// Run a register-only, fault-free 32-bit flat case natively on the host CPU.
 pub fn run_silicon(case: &Case, image: &[u8]) -> Outcome {
     assert_eq!(case.mode, Mode::Pm32Flat, "the host oracle runs 32-bit flat code only");
-    HOST.with(|h| {
-        let mut h = h.borrow_mut();
-        let h = h.get_or_insert_with(super::host32::Host32::new);
+    {
+        let mut guard = HOST.lock().unwrap_or_else(|e| e.into_inner());
+        let h = guard.0.get_or_insert_with(super::host32::Host32::new);
+        // RAM at the guest's own addresses; code at 0x8000 (the HLT replaced by the way back)
+        let mut mem = case_image(case, image);
+        h.map_low(MEM_SIZE).copy_from_slice(&mem[0x1000..]);
         let code = &case.code[..case.code.len() - 1];
-        let o = h.run(code, &super::host32::Regs32 { gpr: case.init.gpr, eflags: case.init.eflags });
+        let o = h.run_low(code, &super::host32::Regs32 { gpr: case.init.gpr, eflags: case.init.eflags });
+        let at = case.code_linear() as usize;
+        let code_area = at..at + case.code.len() + 5;
+        let saved: Vec<u8> = mem[code_area.clone()].to_vec();
+        mem[0x1000..].copy_from_slice(h.map_low(MEM_SIZE));
+        mem[code_area].copy_from_slice(&saved);
         let mut state = case.init.clone();
         state.gpr = o.gpr;
         state.eflags = (case.init.eflags & !(ARITH | DF)) | (o.eflags & (ARITH | DF));
         state.eip = case.init.eip + case.code.len() as u32;
-        Outcome { end: End::Hlt, state, mem: case_image(case, image), io_writes: Vec::new() }
-    })
+        Outcome { end: End::Hlt, state, mem, io_writes: Vec::new() }
+    }
 }
 
 /// The image with the case's code in place (what the interpreter's bus starts with).

@@ -91,6 +91,8 @@ pub struct Gen<'a> {
     /// Whether this case has memory operands (decided before any instruction is generated, since
     /// the addressing registers' initial values are chosen then).
     pub use_mem: bool,
+    /// No FS/GS segment overrides (host-CPU oracle: those are null selectors there).
+    pub no_fs_gs: bool,
 }
 
 pub const SEG_PREFIX: [u8; 6] = [0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65];
@@ -149,6 +151,7 @@ impl<'a> Gen<'a> {
             addr: None,
             start: 0,
             use_mem: false,
+            no_fs_gs: false,
         }
     }
 
@@ -283,7 +286,7 @@ impl<'a> Gen<'a> {
             }
         }
         if self.rng.chance(1, 3) {
-            form.seg = self.rng.pick(&[ES, SS, DS, FS, GS]);
+            form.seg = if self.no_fs_gs { self.rng.pick(&[ES, SS, DS]) } else { self.rng.pick(&[ES, SS, DS, FS, GS]) };
             form.prefix = Some(SEG_PREFIX[form.seg]);
         }
         form.window = if a32 { data_window(self.mode, form.seg) } else { data_window16(self.mode, form.seg) };

@@ -926,6 +926,57 @@ pub fn privileged(g: &mut Gen) {
     }
 }
 
+/// x87 through the whole CPU (decoder, ModRM, FPU memory operands, FNSTSW AX, FCOMI flags),
+/// against the host CPU in 32-bit flat mode: loads from and stores to memory, arithmetic with
+/// m32/m64 operands, register ops, integer conversions. Every case starts with FNINIT and ends
+/// with FNINIT (the host's x87 stack must be empty again); values reach the comparison through
+/// stores, FNSTSW AX and EFLAGS.
+pub fn x87(g: &mut Gen) {
+    if g.code.is_empty() {
+        g.emit_raw(&[0xdb, 0xe3], "fninit".into());
+        let cw = 0x037f | (g.rng.below(4) as u16) << 10;
+        let _ = cw; // control word stays the FNINIT default (64-bit precision, nearest)
+    }
+    let m = |g: &mut Gen, bytes: u32| Rm::Mem(g.mem(bytes));
+    match g.rng.below(12) {
+        0 => { let o = m(g, 8); let t = format!("fld qword {}", g.rm_text(&o, 0)); g.emit_rm(0, &[0xdd], 0, &o, &[], t); }
+        1 => { let o = m(g, 4); let t = format!("fld dword {}", g.rm_text(&o, 0)); g.emit_rm(0, &[0xd9], 0, &o, &[], t); }
+        2 => { let o = m(g, 4); let t = format!("fild dword {}", g.rm_text(&o, 0)); g.emit_rm(0, &[0xdb], 0, &o, &[], t); }
+        3 => {
+            // fadd/fmul/fcom/fcomp/fsub/fsubr/fdiv/fdivr m64 or m32
+            let op = g.rng.below(8) as u8;
+            let (opc, b) = if g.rng.chance(1, 2) { (0xdc, 8) } else { (0xd8, 4) };
+            let o = m(g, b);
+            let t = format!("f{} {}", ["add", "mul", "com", "comp", "sub", "subr", "div", "divr"][op as usize], g.rm_text(&o, b * 8));
+            g.emit_rm(0, &[opc], op, &o, &[], t);
+        }
+        4 => { let o = m(g, 8); let t = format!("fstp qword {}", g.rm_text(&o, 0)); g.emit_rm(0, &[0xdd], 3, &o, &[], t); }
+        5 => { let o = m(g, 4); let t = format!("fist dword {}", g.rm_text(&o, 0)); g.emit_rm(0, &[0xdb], 2, &o, &[], t); }
+        6 => { let o = m(g, 10); let t = format!("fstp tword {}", g.rm_text(&o, 0)); g.emit_rm(0, &[0xdb], 7, &o, &[], t); }
+        7 => {
+            let (b, t) = g.rng.pick(&[
+                ([0xd9u8, 0xe8], "fld1"), ([0xd9, 0xee], "fldz"), ([0xd9, 0xe0], "fchs"), ([0xd9, 0xe1], "fabs"),
+                ([0xd9, 0xfa], "fsqrt"), ([0xd9, 0xc9], "fxch st1"), ([0xd9, 0xfc], "frndint"), ([0xde, 0xc1], "faddp st1"),
+                ([0xde, 0xf9], "fdivp st1"), ([0xd9, 0xeb], "fldpi"), ([0xd9, 0xc0], "fld st0"), ([0xdd, 0xd8], "fstp st0"),
+            ]);
+            g.emit_raw(&b, t.into());
+        }
+        8 => {
+            // fcomi / fucomi st0, st1: ZF PF CF (OF SF AF cleared)
+            let b = if g.rng.chance(1, 2) { [0xdb, 0xf1] } else { [0xdb, 0xe9] };
+            g.emit_raw(&b, "fcomi/fucomi st0, st1".into());
+            g.set_flags(ARITH, 0);
+        }
+        9 => {
+            if g.writable(EAX) {
+                g.emit_raw(&[0xdf, 0xe0], "fnstsw ax".into());
+            }
+        }
+        10 => { let o = m(g, 2); let t = format!("fnstcw {}", g.rm_text(&o, 16)); g.emit_rm(0, &[0xd9], 7, &o, &[], t); }
+        _ => { let o = m(g, 2); let t = format!("fnstsw {}", g.rm_text(&o, 16)); g.emit_rm(0, &[0xdd], 7, &o, &[], t); }
+    }
+}
+
 pub fn all() -> Vec<Group> {
     vec![
         Group { name: "alu", avoid: 0, memory: true, max_units: 6, unit: alu, silicon: false },
@@ -942,6 +993,7 @@ pub fn all() -> Vec<Group> {
         Group { name: "stack", avoid: 1 << ESP | 1 << EBP, memory: true, max_units: 8, unit: stack, silicon: false },
         Group { name: "sreg", avoid: 1 << EAX, memory: false, max_units: 5, unit: sreg, silicon: false },
         Group { name: "privileged", avoid: 1 << EAX | 1 << EDX, memory: false, max_units: 4, unit: privileged, silicon: false },
+        Group { name: "x87", avoid: 1 << EAX, memory: true, max_units: 12, unit: x87, silicon: true },
         Group { name: "misc", avoid: 1 << EAX | 1 << EDX | 1 << EBX, memory: true, max_units: 6, unit: misc, silicon: false },
     ]
 }
@@ -958,13 +1010,18 @@ pub fn make_case(gr: &Group, mode: Mode, seed: u64, image: &[u8]) -> Case {
 /// As [`make_case`]; `memory = false` keeps every operand in registers.
 pub fn make_case_with(gr: &Group, mode: Mode, seed: u64, image: &[u8], memory: bool) -> Case {
     let mut g = Gen::new(mode, seed, image);
-    if memory && gr.memory && g.rng.chance(3, 4) {
+    // host-CPU groups: FS/GS are null selectors on the host, so no overrides to them
+    g.no_fs_gs = gr.silicon;
+    if memory && gr.memory && (gr.name == "x87" || g.rng.chance(3, 4)) {
         g.setup_addr(gr.avoid);
     }
     // Implicitly written registers are never used for addressing; keep them writable.
     let n = g.rng.range(1, gr.max_units + 1);
     for _ in 0..n {
         (gr.unit)(&mut g);
+    }
+    if gr.name == "x87" {
+        g.emit_raw(&[0xdb, 0xe3], "fninit".into());
     }
     g.finish(gr.name, seed)
 }
