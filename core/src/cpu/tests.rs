@@ -277,3 +277,50 @@ fn call_to_tss_and_iret_back() {
     assert_eq!(bus.memory[0x1000 + 3 * 8 + 5] & 0x1f, 0x0b, "caller TSS still busy");
     assert_eq!(u32::from_le_bytes(bus.memory[0x4120..0x4124].try_into().unwrap()), 0x6006, "nested EIP saved after its IRET");
 }
+
+#[test]
+fn v86_round_trip_through_the_idt() {
+    // PM32 ring 0 IRETs into v86 mode (IOPL=3) at 1000:0010 which runs INT 21h; the IDT gate
+    // takes it to ring 0 on the TSS stack with GS FS DS ES pushed and the data segments nulled.
+    let (mut cpu, mut bus) = paged(&[]);
+    let m = &mut bus.memory;
+    let put = |m: &mut Vec<u8>, a: usize, v: u32| m[a..a + 4].copy_from_slice(&v.to_le_bytes());
+    // TSS at 0x7000: ESP0 = 0x8800, SS0 = 0x10.
+    put(m, 0x7004, 0x8800);
+    put(m, 0x7008, 0x10);
+    // Ring-0 code at 0x5000: push v86 frame and IRET.
+    let mut code = vec![];
+    for v in [0x4444u32, 0x3333, 0x2222, 0x1111, 0x2000, 0x0100, 0x2_3202, 0x1000, 0x0010] {
+        code.push(0x68);
+        code.extend_from_slice(&v.to_le_bytes());
+    }
+    code.push(0xcf);
+    m[0x5000..0x5000 + code.len()].copy_from_slice(&code);
+    // INT 21h gate with DPL 3 (with DPL 0 the INT would #GP(0x10a) from v86).
+    put(m, 0x2000 + 0x21 * 8, 0x0008_3000);
+    put(m, 0x2000 + 0x21 * 8 + 4, 0x0000_ee00);
+    // v86 code at 0x10010: mov ax,0x1234; int 21h
+    m[0x10010..0x10015].copy_from_slice(&[0xb8, 0x34, 0x12, 0xcd, 0x21]);
+    let mut s = cpu.state();
+    s.cr0 &= !CR0_PG;
+    s.tr = Segment { selector: 0x18, base: 0x7000, limit: 0x67, access: 0x8b, valid: true };
+    s.idtr.limit = 0x21 * 8 + 7;
+    cpu.set_state(&s);
+    assert_eq!(cpu.run(&mut bus, 100), RunExit::Halted);
+    let s = cpu.state();
+    assert_eq!(s.eip, 0x3001);
+    assert_eq!(s.eflags & VM, 0);
+    assert_eq!(s.seg[CS].selector, 8);
+    assert_eq!(s.seg[SS].selector, 0x10);
+    assert!(!s.seg[DS].valid && !s.seg[ES].valid && !s.seg[FS].valid && !s.seg[GS].valid);
+    assert_eq!(s.gpr[EAX] & 0xffff, 0x1234);
+    let st = |a: u32| u32::from_le_bytes(bus.memory[a as usize..a as usize + 4].try_into().unwrap());
+    let f: Vec<u32> = (0..9).map(|i| st(s.gpr[ESP] + 4 * i)).collect();
+    // EIP CS EFLAGS ESP SS ES DS FS GS
+    assert_eq!(f[0], 0x15);
+    assert_eq!(f[1], 0x1000);
+    assert_eq!(f[2] & (VM | IOPL), VM | IOPL);
+    assert_eq!((f[3], f[4]), (0x100, 0x2000));
+    assert_eq!((f[5], f[6], f[7], f[8]), (0x1111, 0x2222, 0x3333, 0x4444));
+    assert_eq!(s.gpr[ESP], 0x8800 - 36);
+}
