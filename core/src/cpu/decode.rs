@@ -556,7 +556,7 @@ impl Cpu {
                 if self.s.cr0 & (CR0_MP | CR0_TS) == (CR0_MP | CR0_TS) {
                     return Err(Fault::DeviceNotAvailable.into());
                 }
-                if self.s.fpu.pending_exception() {
+                if self.s.fpu.pending_exception() && self.s.cr0 & CR0_NE != 0 {
                     return Err(Fault::MathFault.into());
                 }
             }
@@ -968,7 +968,9 @@ impl Cpu {
         if self.s.cr0 & CR0_TS != 0 {
             return Err(Fault::DeviceNotAvailable.into());
         }
-        if !super::fpu::is_nowait(esc, modrm) && self.s.fpu.pending_exception() {
+        // Pending unmasked exception: #MF with CR0.NE=1; with NE=0 the chipset's FERR#/IRQ13
+        // path reports it and the instruction runs.
+        if !super::fpu::is_nowait(esc, modrm) && self.s.fpu.pending_exception() && self.s.cr0 & CR0_NE != 0 {
             return Err(Fault::MathFault.into());
         }
         let ctx = FpuContext {

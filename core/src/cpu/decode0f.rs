@@ -67,7 +67,7 @@ impl Cpu {
                 if self.s.cr0 & CR0_TS != 0 {
                     return Err(Fault::DeviceNotAvailable.into());
                 }
-                if self.s.fpu.pending_exception() {
+                if self.s.fpu.pending_exception() && self.s.cr0 & CR0_NE != 0 {
                     return Err(Fault::MathFault.into());
                 }
                 if op == 0x77 {
@@ -75,6 +75,15 @@ impl Cpu {
                     return Ok(());
                 }
                 let m = self.modrm(bus)?;
+                if (0x71..=0x73).contains(&op) {
+                    // Shift by immediate: the imm8 follows the ModRM byte.
+                    let imm = self.fetch8(bus)?;
+                    match self.s.fpu.mmx_shift_imm(op, m.raw, imm) {
+                        FpuOutcome::Done => {}
+                        _ => return Err(Fault::InvalidOpcode.into()),
+                    }
+                    return Ok(());
+                }
                 self.fpu_mem_op(bus, &m, |f, ea, mem, gpr| f.mmx_execute(op, m.raw, ea, mem, gpr))?;
             }
             0x80..=0x8f => {
@@ -149,7 +158,8 @@ impl Cpu {
                 if self.s.cr0 & CR0_TS != 0 {
                     return Err(Fault::DeviceNotAvailable.into());
                 }
-                if m.off & 15 != 0 {
+                if self.s.seg[m.seg as usize].base.wrapping_add(m.off) & 15 != 0 {
+                    // The 16-byte alignment rule is on the linear address.
                     return Err(Fault::GeneralProtection(0).into());
                 }
                 if m.reg == 0 {

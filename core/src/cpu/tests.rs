@@ -324,3 +324,21 @@ fn v86_round_trip_through_the_idt() {
     assert_eq!((f[5], f[6], f[7], f[8]), (0x1111, 0x2222, 0x3333, 0x4444));
     assert_eq!(s.gpr[ESP], 0x8800 - 36);
 }
+
+#[test]
+fn mmx_shift_immediate_and_x87_dispatch() {
+    // fninit; fld1; fld1; faddp; fistp dword [0x6000]; psrlw mm0,4 (0F 71 /2 ib); hlt
+    let code = [0xdb, 0xe3, 0xd9, 0xe8, 0xd9, 0xe8, 0xde, 0xc1, 0xdb, 0x1d, 0x00, 0x60, 0x00, 0x00, 0x0f, 0x71, 0xd0, 0x04, 0xf4];
+    let (mut cpu, mut bus) = paged(&code);
+    assert_eq!(cpu.run(&mut bus, 100), RunExit::Halted);
+    assert_eq!(cpu.state().eip, 0x5000 + code.len() as u32, "imm8 of the MMX shift consumed");
+    assert_eq!(&bus.memory[0x6000..0x6004], &[2, 0, 0, 0]);
+    // With CR0.TS the first x87 instruction raises #NM (vector 7) without executing.
+    let (mut cpu, mut bus) = paged(&code);
+    let mut s = cpu.state();
+    s.cr0 |= CR0_TS;
+    cpu.set_state(&s);
+    assert_eq!(cpu.run(&mut bus, 100), RunExit::Halted);
+    let eip = u32::from_le_bytes(bus.memory[0x9000 - 12..0x9000 - 8].try_into().unwrap());
+    assert_eq!(eip, 0x5000, "#NM frame (no error code) points at FNINIT");
+}
