@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod run;
+
 #[derive(Parser)]
 #[command(name = "vessel", version, about = "Vessel: a desktop virtualization manager with its own PC emulator")]
 struct Cli {
@@ -13,6 +15,8 @@ struct Cli {
 enum Command {
     /// Print what this build of Vessel contains.
     Version,
+    /// Boot a PC headless (QEMU-style flags: -m, -bios, -serial, -kernel, -nographic, ...).
+    Run(run::RunArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -20,9 +24,13 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(run::qemu_style_args(std::env::args_os()));
     match cli.command {
         Command::Version => println!("vessel {}", env!("CARGO_PKG_VERSION")),
+        Command::Run(args) => {
+            let code = run::run(args)?;
+            std::process::exit(code);
+        }
     }
     Ok(())
 }

@@ -19,6 +19,7 @@
 pub mod clock;
 mod cmos;
 pub mod linux;
+pub mod machine;
 pub mod ram;
 // pub mod machine; (enabled once the CPU lands)
 

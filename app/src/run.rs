@@ -1,0 +1,377 @@
+//! `vessel run`: boot a `pc` machine headless, QEMU-style flags.
+//!
+//! Accepts the QEMU spellings the tests use (`-m 64`, `-nographic`, `-bios FILE`, `-serial stdio`,
+//! `-kernel/-initrd/-append`, `-boot menu=on`, `-no-reboot`, ...): single-dash long options are
+//! rewritten to clap's double-dash form by [`qemu_style_args`] before parsing.
+//!
+//! Exit status: 0 on guest power-off (ACPI S5), QEMU's `(value << 1) | 1` for a write to the
+//! isa-debug-exit port 0x501, 0 when the guest resets with `-no-reboot`, 124 on `--timeout`.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufWriter, Read};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use vessel_machines::pc::machine::{Machine, Slice, Stop};
+use vessel_machines::pc::{LinuxBoot, Pc, PcConfig};
+use vessel_machines::serial::SerialSink;
+
+pub const DEFAULT_BIOS: &str = "/usr/share/seabios/bios.bin";
+pub const LINUXBOOT_ROM: &str = "/usr/share/qemu/linuxboot_dma.bin";
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// RAM size (MiB, or with a K/M/G suffix).
+    #[arg(short = 'm', default_value = "128")]
+    pub memory: String,
+    /// Firmware image.
+    #[arg(long, default_value = DEFAULT_BIOS)]
+    pub bios: PathBuf,
+    /// COM1: `stdio`, `file:PATH` or `none` (default: stdio).
+    #[arg(long)]
+    pub serial: Option<String>,
+    /// Debug console port 0x402 (SeaBIOS's log): `stdio`, `file:PATH` or a path.
+    #[arg(long)]
+    pub debugcon: Option<String>,
+    /// `none` (the only display `vessel run` has).
+    #[arg(long)]
+    pub display: Option<String>,
+    /// No display at all: serial on stdio and SeaBIOS mirrors its screen to COM1 (as QEMU).
+    #[arg(long)]
+    pub nographic: bool,
+    /// Linux kernel (bzImage) to boot through linuxboot_dma.bin.
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    #[arg(long)]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, allow_hyphen_values = true)]
+    pub append: Option<String>,
+    #[arg(long)]
+    pub hda: Option<PathBuf>,
+    #[arg(long)]
+    pub cdrom: Option<PathBuf>,
+    #[arg(long)]
+    pub fda: Option<PathBuf>,
+    /// QEMU `-drive file=...,format=raw,if=ide[,media=cdrom][,snapshot=on]`.
+    #[arg(long)]
+    pub drive: Vec<String>,
+    /// Boot order letters and options: `d`, `order=dc`, `menu=on`.
+    #[arg(long)]
+    pub boot: Option<String>,
+    /// RTC in host local time instead of UTC.
+    #[arg(long)]
+    pub localtime: bool,
+    /// Stop after this many seconds of wall-clock time (exit status 124).
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Write the VGA output to this PNG when the run ends.
+    #[arg(long)]
+    pub screenshot: Option<PathBuf>,
+    /// Exit instead of resetting when the guest resets.
+    #[arg(long = "no-reboot")]
+    pub no_reboot: bool,
+    /// Accepted for QEMU compatibility; only `none` (there is no network device).
+    #[arg(long)]
+    pub nic: Option<String>,
+    #[arg(long)]
+    pub net: Option<String>,
+    /// Accepted and ignored (QEMU compatibility).
+    #[arg(long)]
+    pub accel: Option<String>,
+    /// Never let guest time run ahead of wall-clock time while the guest idles.
+    #[arg(long)]
+    pub realtime: bool,
+    /// Virtual nanoseconds per instruction (the machine's nominal speed).
+    #[arg(long, default_value_t = vessel_machines::pc::clock::DEFAULT_NS_PER_INSTRUCTION)]
+    pub ns_per_instruction: u64,
+}
+
+/// Rewrites QEMU's single-dash long options (`-nographic`) to `--nographic` for clap; `-m` and
+/// anything after `--` or not starting with one dash are left alone.
+pub fn qemu_style_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut in_run = false;
+    let mut expect_value = false;
+    for a in args {
+        let s = a.to_string_lossy().into_owned();
+        if !in_run {
+            in_run = s == "run";
+            out.push(a);
+            continue;
+        }
+        if !expect_value && s.starts_with('-') && !s.starts_with("--") && s.len() > 2 {
+            out.push(OsString::from(format!("-{s}")));
+            expect_value = !matches!(
+                s.as_str(),
+                "-nographic" | "-localtime" | "-no-reboot" | "-realtime"
+            );
+        } else {
+            expect_value = s == "-m" && !expect_value;
+            out.push(a);
+        }
+    }
+    out
+}
+
+fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim().trim_start_matches("size=");
+    let (num, mul) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1 << 20),
+    };
+    let n: f64 = num.parse().with_context(|| format!("bad memory size {s:?}"))?;
+    Ok((n * mul as f64) as u64)
+}
+
+fn sink(spec: &str) -> Result<SerialSink> {
+    Ok(match spec {
+        "stdio" | "mon:stdio" => SerialSink::Stdout,
+        "none" | "null" => SerialSink::Null,
+        s => {
+            let path = s.strip_prefix("file:").unwrap_or(s);
+            let f = File::create(path).with_context(|| format!("create {path}"))?;
+            SerialSink::Writer(Box::new(BufWriter::new(f)))
+        }
+    })
+}
+
+/// Seconds since 1970 of the wall-clock time the RTC should show.
+fn rtc_base(localtime: bool) -> i64 {
+    let utc = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if !localtime {
+        return utc;
+    }
+    // the host's current UTC offset, e.g. "+0130"
+    let off = std::process::Command::new("date")
+        .arg("+%z")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .unwrap_or_default();
+    let off = off.trim();
+    if off.len() == 5 {
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let h: i64 = off[1..3].parse().unwrap_or(0);
+        let m: i64 = off[3..5].parse().unwrap_or(0);
+        return utc + sign * (h * 3600 + m * 60);
+    }
+    utc
+}
+
+/// Boot order letters and whether the boot menu is on, from `-boot`.
+fn parse_boot(spec: Option<&str>) -> (String, bool) {
+    let mut order = "cad".to_string();
+    let mut menu = false;
+    if let Some(spec) = spec {
+        for part in spec.split(',') {
+            if let Some(v) = part.strip_prefix("order=").or_else(|| part.strip_prefix("once=")) {
+                order = v.to_string();
+            } else if let Some(v) = part.strip_prefix("menu=") {
+                menu = v == "on";
+            } else if !part.contains('=') && !part.is_empty() {
+                order = part.to_string();
+            }
+        }
+    }
+    (order, menu)
+}
+
+pub fn build_machine(a: &RunArgs) -> Result<Machine> {
+    let bios = std::fs::read(&a.bios).with_context(|| format!("read BIOS {}", a.bios.display()))?;
+    let graphics = !a.nographic && a.display.as_deref() != Some("none");
+    let serial = match (&a.serial, a.nographic) {
+        (Some(s), _) => sink(s)?,
+        (None, _) => SerialSink::Stdout,
+    };
+    let debugcon = match &a.debugcon {
+        Some(s) => sink(s)?,
+        None => SerialSink::Null,
+    };
+    if let Some(n) = a.nic.as_deref().or(a.net.as_deref()) {
+        if n != "none" {
+            bail!("networking is not implemented (only `-nic none`)");
+        }
+    }
+    if a.hda.is_some() || a.cdrom.is_some() || a.fda.is_some() || !a.drive.is_empty() {
+        bail!("disk and CD-ROM devices are not wired into `vessel run` yet");
+    }
+    let linux = match &a.kernel {
+        Some(k) => Some(LinuxBoot {
+            kernel: std::fs::read(k).with_context(|| format!("read kernel {}", k.display()))?,
+            initrd: match &a.initrd {
+                Some(p) => Some(std::fs::read(p).with_context(|| format!("read initrd {}", p.display()))?),
+                None => None,
+            },
+            cmdline: a.append.clone().unwrap_or_default(),
+            option_rom: std::fs::read(LINUXBOOT_ROM).with_context(|| format!("read {LINUXBOOT_ROM}"))?,
+        }),
+        None => None,
+    };
+    let (boot_order, boot_menu) = parse_boot(a.boot.as_deref());
+    let cfg = PcConfig {
+        ram_size: parse_size(&a.memory)?,
+        bios,
+        cpus: 1,
+        rtc_base_secs: rtc_base(a.localtime),
+        boot_order,
+        boot_menu,
+        graphics,
+        serial,
+        debugcon,
+        linux,
+        ns_per_instruction: a.ns_per_instruction,
+    };
+    let pc = Pc::new(cfg)?;
+    let mut m = Machine::new(pc);
+    m.no_reboot = a.no_reboot;
+    Ok(m)
+}
+
+fn stdin_reader() -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        let mut stdin = std::io::stdin();
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+pub fn run(a: RunArgs) -> Result<i32> {
+    let mut m = build_machine(&a)?;
+    if a.screenshot.is_some() {
+        tracing::warn!("--screenshot: no VGA device in this build yet; no screenshot will be written");
+    }
+    let serial_stdio = a.serial.as_deref().is_none_or(|s| s == "stdio" || s == "mon:stdio");
+    let input = serial_stdio.then(stdin_reader);
+    let mut pending: Vec<u8> = Vec::new();
+    let start = Instant::now();
+    let deadline = a.timeout.map(|t| start + Duration::from_secs_f64(t));
+    let mut slices = 0u64;
+    let code = loop {
+        slices += 1;
+        if slices % 256 == 0 {
+            if let Some(rx) = &input {
+                while let Ok(d) = rx.try_recv() {
+                    pending.extend(d);
+                }
+            }
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    m.pc.flush();
+                    eprintln!("vessel: timeout after {:.1}s", a.timeout.unwrap_or(0.0));
+                    break 124;
+                }
+            }
+        }
+        if !pending.is_empty() && m.pc.serial.rx_has_room() {
+            let b = pending.remove(0);
+            m.pc.serial_receive(&[b]);
+        }
+        match m.run_slice() {
+            Slice::Ran => {
+                if a.realtime {
+                    let ahead = m.pc.clock.now_ns() as i128 - start.elapsed().as_nanos() as i128;
+                    if ahead > 2_000_000 {
+                        std::thread::sleep(Duration::from_nanos(ahead as u64));
+                    }
+                }
+            }
+            Slice::Idle => {
+                // Halted with nothing scheduled: wait for host input.
+                m.pc.flush();
+                std::thread::sleep(Duration::from_millis(5));
+                if let Some(rx) = &input {
+                    while let Ok(d) = rx.try_recv() {
+                        pending.extend(d);
+                    }
+                }
+                if let Some(d) = deadline {
+                    if Instant::now() >= d {
+                        eprintln!("vessel: timeout");
+                        break 124;
+                    }
+                }
+            }
+            Slice::Stopped(s) => {
+                m.pc.flush();
+                match s {
+                    Stop::PowerOff => {
+                        tracing::info!("guest powered off");
+                        break 0;
+                    }
+                    Stop::DebugExit(c) => break c as i32,
+                    Stop::Reset => {
+                        tracing::info!("guest reset (-no-reboot)");
+                        break 0;
+                    }
+                    Stop::Hung => {
+                        let s = m.cpu.state();
+                        eprintln!(
+                            "vessel: CPU halted with interrupts disabled at {:04x}:{:08x}",
+                            s.seg[1].selector, s.eip
+                        );
+                        break 1;
+                    }
+                }
+            }
+        }
+    };
+    m.pc.flush();
+    let secs = start.elapsed().as_secs_f64();
+    tracing::info!(
+        instructions = m.pc.clock.instructions,
+        virtual_ms = m.pc.clock.now_ns() / 1_000_000,
+        wall_s = secs,
+        mips = m.pc.clock.instructions as f64 / secs / 1e6,
+        "run finished"
+    );
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_flags_become_clap_flags() {
+        let v: Vec<String> = qemu_style_args(
+            ["vessel", "run", "-no-reboot", "-m", "64", "-bios", "/x", "-nographic", "-append", "-x console=ttyS0"]
+                .map(OsString::from),
+        )
+        .into_iter()
+        .map(|s| s.into_string().unwrap())
+        .collect();
+        assert_eq!(
+            v,
+            ["vessel", "run", "--no-reboot", "-m", "64", "--bios", "/x", "--nographic", "--append", "-x console=ttyS0"]
+        );
+    }
+
+    #[test]
+    fn boot_and_sizes() {
+        assert_eq!(parse_boot(Some("menu=on")), ("cad".to_string(), true));
+        assert_eq!(parse_boot(Some("d")), ("d".to_string(), false));
+        assert_eq!(parse_size("64").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+    }
+}
