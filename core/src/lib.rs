@@ -2,7 +2,9 @@
 //!
 //! - [`bus`]: the contract between a CPU and the machine around it (physical memory, MMIO, port I/O,
 //!   interrupt lines). `vessel-machines` implements it; the CPU only ever sees this trait.
+//! - [`block`]: disk images (raw, qcow2, ...) behind the `BlockDevice` trait.
 //! - [`cpu`]: the IA-32 interpreter (the reference CPU).
 
+pub mod block;
 pub mod bus;
 pub mod cpu;
