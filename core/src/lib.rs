@@ -4,7 +4,9 @@
 //!   interrupt lines). `vessel-machines` implements it; the CPU only ever sees this trait.
 //! - [`block`]: disk images (raw, qcow2, ...) behind the `BlockDevice` trait.
 //! - [`cpu`]: the IA-32 interpreter (the reference CPU).
+//! - [`display`]: the RGBA frame display devices hand to front ends.
 
 pub mod block;
 pub mod bus;
 pub mod cpu;
+pub mod display;
