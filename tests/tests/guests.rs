@@ -6,6 +6,8 @@ use std::time::Duration;
 use vessel_tests::{compare, guest, reference, Step, SEABIOS};
 
 const T: Duration = Duration::from_secs(120);
+/// Linux boots through ~6.5 G instructions on the interpreter (2-3 minutes); QEMU takes seconds.
+const T_LINUX: Duration = Duration::from_secs(420);
 
 fn seabios_args() -> Vec<&'static str> {
     vec!["-bios", SEABIOS, "-nographic", "-nic", "none", "-m", "64", "-boot", "menu=on"]
@@ -51,8 +53,21 @@ fn memtest_args() -> Vec<String> {
 const MEMTEST_SCRIPT: &[Step] = &[
     Step::Expect("Memtest86+ v6"),
     Step::Expect("Address test, walking ones"),
-    Step::Expect("Errors: 0"),
+    // tests #3-#6 (the pass is under way). memtest86+ redraws the serial screen from a periodic
+    // sample, so a short test's name may never be sent: match what #3..#6 have in common.
+    Step::Expect("Moving inversions"),
 ];
+
+/// Every "Errors:" count memtest86+ printed must be zero.
+fn assert_no_memtest_errors(output: &str) {
+    let counts: Vec<&str> = output
+        .split("Errors:")
+        .skip(1)
+        .map(|rest| rest.trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap_or(""))
+        .collect();
+    assert!(!counts.is_empty(), "memtest86+ printed no error count");
+    assert!(counts.iter().all(|c| *c == "0"), "memtest86+ reported errors: {counts:?}");
+}
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
@@ -78,21 +93,20 @@ fn reference_grub_rescue_iso_menu() {
 }
 #[test]
 fn reference_memtest86plus_pass_start() {
-    reference(&strs(&memtest_args()), MEMTEST_SCRIPT, T);
+    let r = reference(&strs(&memtest_args()), MEMTEST_SCRIPT, T);
+    assert_no_memtest_errors(&r.output);
 }
 
 // --- Vessel against the reference, same command line. ---
 // Ignored while `vessel run` cannot boot the guest yet; docs/status/boot.md says how far it gets.
 
 #[test]
-#[ignore = "vessel run does not boot SeaBIOS yet (docs/status/boot.md)"]
 fn seabios_banner() {
     compare(&seabios_args(), SEABIOS_SCRIPT, T);
 }
 #[test]
-#[ignore = "vessel run does not boot this guest yet (docs/status/boot.md)"]
 fn linux_kernel_initrd_shell() {
-    compare(&strs(&linux_kernel_args()), LINUX_SCRIPT, T);
+    compare(&strs(&linux_kernel_args()), LINUX_SCRIPT, T_LINUX);
 }
 #[test]
 #[ignore = "vessel run does not boot this guest yet (docs/status/boot.md)"]
@@ -105,7 +119,8 @@ fn grub_rescue_iso_menu() {
     compare(&strs(&grub_args()), GRUB_SCRIPT, T);
 }
 #[test]
-#[ignore = "vessel run does not boot this guest yet (docs/status/boot.md)"]
 fn memtest86plus_pass_start() {
-    compare(&strs(&memtest_args()), MEMTEST_SCRIPT, T);
+    let (q, v) = compare(&strs(&memtest_args()), MEMTEST_SCRIPT, 2 * T);
+    assert_no_memtest_errors(&q.output);
+    assert_no_memtest_errors(&v.output);
 }
