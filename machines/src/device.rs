@@ -73,4 +73,34 @@ pub trait IoDevice: Send + Any {
     fn reset(&mut self) {}
     /// For front ends that need the concrete device (e.g. the VGA framebuffer).
     fn as_any_mut(&mut self) -> &mut dyn Any;
+
+    // ---- engine hooks (`pc::vm`): optional, for the devices they concern ----
+
+    /// Display devices: bring the RGBA frame up to date and return it, `dirty` = what changed
+    /// since the previous call. The engine publishes it to front ends at ~60 Hz.
+    fn display(&mut self) -> Option<&mut vessel_core::display::Frame> {
+        None
+    }
+    /// Drives this device has, for the monitor's `info block`.
+    fn drives(&self) -> Vec<vessel_core::vm::BlockInfo> {
+        Vec::new()
+    }
+    /// Insert (`Some`) or eject (`None`) the medium of drive `device` (`BlockInfo::device`).
+    /// `None`: not one of this device's drives.
+    fn change_media(
+        &mut self,
+        _device: &str,
+        _path: Option<&std::path::Path>,
+    ) -> Option<Result<(), vessel_core::vm::VmError>> {
+        None
+    }
+    /// Device state for `savevm` (e.g. `ron` of the device's serde state struct; PCI config space
+    /// is saved by the board). `None`: this device cannot be saved, so neither can the machine.
+    fn save_state(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Restore what [`IoDevice::save_state`] returned.
+    fn restore_state(&mut self, _data: &[u8]) -> Result<(), String> {
+        Err(format!("{} cannot restore its state", self.name()))
+    }
 }

@@ -21,6 +21,7 @@ mod cmos;
 pub mod linux;
 pub mod machine;
 pub mod ram;
+pub mod vm;
 // pub mod machine; (enabled once the CPU lands)
 
 use std::io::Write;

@@ -1,0 +1,19 @@
+//! Input events from front ends, independent of any host toolkit.
+
+use serde::{Deserialize, Serialize};
+
+/// Mouse buttons held (bit 0 left, bit 1 right, bit 2 middle), as the PS/2 mouse packet.
+pub type MouseButtons = u8;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InputEvent {
+    /// A key went down or up. `code` is the PC scancode set 1 make code, with extended keys
+    /// as `0xE0nn` (e.g. 0x1E = A, 0xE048 = cursor up). This is also the Linux evdev key number
+    /// for the main block (evdev KEY_A = 30 = 0x1E), so X11/winit front ends can map their
+    /// hardware keycodes directly. The machine converts to whatever its keyboard speaks (set 2
+    /// for the PS/2 keyboard behind the i8042).
+    Key { code: u16, pressed: bool },
+    /// Relative mouse motion (x right, y *down* as host toolkits report it; the PS/2 device
+    /// flips it) and wheel steps, with the buttons now held.
+    Mouse { dx: i32, dy: i32, wheel: i32, buttons: MouseButtons },
+}

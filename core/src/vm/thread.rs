@@ -1,0 +1,302 @@
+//! The CPU thread: runs time slices, applies commands between them, publishes frames and events.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use super::{
+    Command, Envelope, Event, FrameWriter, Machine, Query, Reply, RunState, Slice, Status, StopReason,
+    VmError, VmOptions,
+};
+
+/// Commands are looked at after this much wall time of running (keeps input latency low
+/// without a channel poll per slice).
+const COMMAND_POLL: Duration = Duration::from_millis(2);
+/// How long an idle (halted, nothing scheduled) machine sleeps waiting for a command.
+const IDLE_WAIT: Duration = Duration::from_millis(5);
+
+struct Runner<M: Machine> {
+    m: M,
+    opts: VmOptions,
+    events: Sender<Event>,
+    frames: FrameWriter,
+    notify: Option<Box<dyn Fn() + Send>>,
+    paused: bool,
+    stop: Option<StopReason>,
+    serial_in: Vec<u8>,
+    serial_out: Vec<u8>,
+    last_refresh: Instant,
+    refresh: Duration,
+    /// Wall-clock instant corresponding to virtual time 0 (for `realtime`), moved forward
+    /// by the time spent paused.
+    epoch: Instant,
+    paused_at: Option<Instant>,
+}
+
+pub(super) fn run<M: Machine>(
+    m: M,
+    opts: VmOptions,
+    rx: Receiver<Envelope>,
+    events: Sender<Event>,
+    frames: FrameWriter,
+    notify: Option<Box<dyn Fn() + Send>>,
+) {
+    let now = Instant::now();
+    let mut r = Runner {
+        m,
+        paused: opts.start_paused,
+        refresh: Duration::from_millis(opts.refresh_ms.unwrap_or(16)),
+        opts,
+        events,
+        frames,
+        notify,
+        stop: None,
+        serial_in: Vec::new(),
+        serial_out: Vec::new(),
+        last_refresh: now,
+        epoch: now,
+        paused_at: None,
+    };
+    if r.paused {
+        r.paused_at = Some(now);
+    }
+    r.emit(Event::StateChanged(r.state()));
+    r.main_loop(&rx);
+    r.m.flush();
+    r.drain_serial();
+    r.refresh_display();
+    let reason = r.stop.clone().unwrap_or(StopReason::Requested);
+    tracing::info!(?reason, instructions = r.m.instructions(), "VM stopped");
+    r.emit(Event::StateChanged(RunState::Shutdown(reason.clone())));
+    r.emit(Event::Exited(reason));
+    // Answer whatever is still queued so no requester blocks forever.
+    while let Ok(env) = rx.try_recv() {
+        match env {
+            Envelope::Cmd(_, Some(reply)) => {
+                let _ = reply.send(Err(VmError::Gone));
+            }
+            Envelope::Query(Query::Status, reply) => {
+                let _ = reply.send(Ok(Reply::Status(r.status())));
+            }
+            Envelope::Query(_, reply) => {
+                let _ = reply.send(Err(VmError::Gone));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl<M: Machine> Runner<M> {
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    fn state(&self) -> RunState {
+        match (&self.stop, self.paused) {
+            (Some(r), _) => RunState::Shutdown(r.clone()),
+            (None, true) => RunState::Paused,
+            (None, false) => RunState::Running,
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status { state: self.state(), virtual_ns: self.m.virtual_ns(), instructions: self.m.instructions() }
+    }
+
+    fn main_loop(&mut self, rx: &Receiver<Envelope>) {
+        loop {
+            // Commands: block while paused or idle, otherwise just drain.
+            match rx.try_recv() {
+                Ok(env) => {
+                    self.handle(env);
+                    if self.stop.is_some() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => {
+                    // every handle dropped: nobody can control or watch this VM
+                    self.stop = Some(StopReason::Requested);
+                    return;
+                }
+                Err(TryRecvError::Empty) => {}
+            }
+            if self.paused {
+                self.periodic(true);
+                match rx.recv_timeout(self.refresh) {
+                    Ok(env) => self.handle(env),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.stop = Some(StopReason::Requested);
+                    }
+                }
+                if self.stop.is_some() {
+                    return;
+                }
+                continue;
+            }
+            let idle = self.run_for(COMMAND_POLL);
+            if self.stop.is_some() {
+                return;
+            }
+            self.periodic(false);
+            if idle {
+                match rx.recv_timeout(IDLE_WAIT) {
+                    Ok(env) => self.handle(env),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => self.stop = Some(StopReason::Requested),
+                }
+                if self.stop.is_some() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Run slices for about `budget` of wall time. Returns true when the machine went idle.
+    fn run_for(&mut self, budget: Duration) -> bool {
+        let start = Instant::now();
+        let mut n = 0u32;
+        loop {
+            self.feed_serial();
+            match self.m.run_slice() {
+                Slice::Ran => {}
+                Slice::Reset => self.emit(Event::Reset),
+                Slice::Idle => return true,
+                Slice::Stopped(r) => {
+                    self.stop = Some(r);
+                    return false;
+                }
+            }
+            n += 1;
+            // Instant::now is cheap but not free; slices are microseconds long.
+            if n % 16 == 0 && start.elapsed() >= budget {
+                break;
+            }
+        }
+        if self.opts.realtime {
+            let wall = self.epoch.elapsed().as_nanos() as u64;
+            let virt = self.m.virtual_ns();
+            if virt > wall + 2_000_000 {
+                std::thread::sleep(Duration::from_nanos((virt - wall).min(50_000_000)));
+            }
+        }
+        false
+    }
+
+    /// Serial output events and display refresh.
+    fn periodic(&mut self, paused: bool) {
+        self.drain_serial();
+        if self.last_refresh.elapsed() >= self.refresh {
+            self.last_refresh = Instant::now();
+            if !paused {
+                self.refresh_display();
+            }
+        }
+    }
+
+    fn drain_serial(&mut self) {
+        self.m.take_serial_output(&mut self.serial_out);
+        if !self.serial_out.is_empty() {
+            let data = std::mem::take(&mut self.serial_out);
+            self.emit(Event::Serial(data));
+        }
+    }
+
+    fn feed_serial(&mut self) {
+        if !self.serial_in.is_empty() {
+            let n = self.m.serial_input(&self.serial_in);
+            self.serial_in.drain(..n);
+        }
+    }
+
+    fn refresh_display(&mut self) {
+        if let Some(f) = self.m.refresh_display() {
+            if f.width == 0 || f.height == 0 {
+                return;
+            }
+            if f.dirty.is_some_and(|d| d.width == 0 || d.height == 0) {
+                return;
+            }
+            self.frames.publish(f);
+            if let Some(n) = &self.notify {
+                n();
+            }
+        }
+    }
+
+    fn set_paused(&mut self, p: bool) {
+        if p == self.paused {
+            return;
+        }
+        self.paused = p;
+        if p {
+            self.paused_at = Some(Instant::now());
+            self.m.flush();
+        } else if let Some(t) = self.paused_at.take() {
+            self.epoch += t.elapsed();
+        }
+        self.emit(Event::StateChanged(self.state()));
+    }
+
+    fn handle(&mut self, env: Envelope) {
+        match env {
+            Envelope::Query(q, reply) => {
+                let r = match q {
+                    Query::Status => Reply::Status(self.status()),
+                    Query::Block => Reply::Block(self.m.block_info()),
+                };
+                let _ = reply.send(Ok(r));
+            }
+            Envelope::Cmd(cmd, reply) => {
+                let res = self.apply(cmd);
+                match reply {
+                    Some(tx) => {
+                        let _ = tx.send(res);
+                    }
+                    None => {
+                        if let Err(e) = res {
+                            self.emit(Event::Error(e.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, cmd: Command) -> Result<Reply, VmError> {
+        match cmd {
+            Command::Pause => self.set_paused(true),
+            Command::Resume => self.set_paused(false),
+            Command::Reset => {
+                self.m.reset();
+                self.emit(Event::Reset);
+            }
+            Command::PowerOff | Command::Quit => {
+                self.stop = Some(StopReason::Requested);
+            }
+            Command::Input(ev) => self.m.input(&ev),
+            Command::SerialInput(data) => {
+                self.serial_in.extend(data);
+                self.feed_serial();
+            }
+            Command::ChangeMedia { device, path } => self.m.change_media(&device, path.as_deref())?,
+            Command::SaveState(path) => {
+                let tmp = path.with_extension("partial");
+                let f = std::fs::File::create(&tmp).map_err(|e| VmError::io(&tmp, e))?;
+                let mut w = std::io::BufWriter::new(f);
+                self.m.save_state(&mut w)?;
+                use std::io::Write;
+                w.flush().map_err(|e| VmError::io(&tmp, e))?;
+                w.get_ref().sync_all().map_err(|e| VmError::io(&tmp, e))?;
+                std::fs::rename(&tmp, &path).map_err(|e| VmError::io(&path, e))?;
+            }
+            Command::LoadState(path) => {
+                let f = std::fs::File::open(&path).map_err(|e| VmError::io(&path, e))?;
+                self.m.restore_state(&mut std::io::BufReader::new(f))?;
+                // the guest's screen is whatever the restored device shows: full refresh
+                self.refresh_display();
+            }
+        }
+        Ok(Reply::Done)
+    }
+}
