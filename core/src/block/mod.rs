@@ -10,12 +10,89 @@
 //!   writes, so a slow disk never stalls the CPU thread. Formats that keep mutable metadata (qcow2)
 //!   lock internally; the lock is per request, never per guest instruction.
 //! - Errors name the image file so users see which disk failed and why.
+//!
+//! Devices open images with [`open_image`] (format probed from the magic unless given; backing
+//! chains resolved relative to each image's directory) and, for QEMU's `snapshot=on`, wrap the
+//! result in [`overlay::temporary_overlay`]. See docs/block.md.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+pub mod be;
+pub mod file;
+pub mod ops;
+pub mod overlay;
+pub mod qcow2;
 pub mod raw;
 
+pub use qcow2::Qcow2;
 pub use raw::RawFile;
+
+/// Image formats Vessel reads (and, for raw and qcow2, writes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Raw,
+    Qcow2,
+}
+
+impl Format {
+    /// The format from its QEMU name (`raw`, `qcow2`, ...).
+    pub fn from_name(name: &str) -> Option<Format> {
+        Some(match name {
+            "raw" | "file" => Format::Raw,
+            "qcow2" => Format::Qcow2,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
+        }
+    }
+
+    pub fn writable(self) -> bool {
+        matches!(self, Format::Raw | Format::Qcow2)
+    }
+}
+
+/// Guesses an image's format from its first bytes (and, for fixed VHDs, its last sector).
+/// Anything unrecognised is raw, as in QEMU.
+pub fn probe_format(path: &Path) -> Result<Format, BlockError> {
+    let f = file::ImageFile::open(path, true)?;
+    let mut head = [0u8; 8];
+    f.read_at(&mut head, 0)?;
+    if &head[0..4] == b"QFI\xfb" {
+        let version = u32::from_be_bytes(head[4..8].try_into().unwrap());
+        return match version {
+            2 | 3 => Ok(Format::Qcow2),
+            v => Err(f.format_err(format!("unsupported qcow version {v}"))),
+        };
+    }
+    Ok(Format::Raw)
+}
+
+/// Opens a disk image. `format` is a QEMU format name; `None` probes the file.
+pub fn open_image(path: &Path, format: Option<&str>, read_only: bool) -> Result<Arc<dyn BlockDevice>, BlockError> {
+    let fmt = match format {
+        Some(name) => Format::from_name(name).ok_or_else(|| BlockError::Format {
+            path: path.to_owned(),
+            msg: format!("unknown image format '{name}'"),
+        })?,
+        None => probe_format(path)?,
+    };
+    if !read_only && !fmt.writable() {
+        return Err(BlockError::Format {
+            path: path.to_owned(),
+            msg: format!("{} images are read-only in Vessel; convert them to qcow2 first", fmt.name()),
+        });
+    }
+    Ok(match fmt {
+        Format::Raw => Arc::new(RawFile::open(path, read_only)?),
+        Format::Qcow2 => Arc::new(Qcow2::open(path, read_only)?),
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {

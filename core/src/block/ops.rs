@@ -1,0 +1,1 @@
+//! Image operations behind `vessel img`.
