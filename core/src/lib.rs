@@ -5,10 +5,12 @@
 //! - [`block`]: disk images (raw, qcow2, ...) behind the `BlockDevice` trait.
 //! - [`cpu`]: the IA-32 interpreter (the reference CPU).
 //! - [`display`]: the RGBA frame display devices hand to front ends.
+//! - [`profile`]: VM profiles (RON files in the XDG data directory) and templates.
 //! - [`vm`]: a machine on its own thread, driven by commands, reporting events (the engine API).
 
 pub mod block;
 pub mod bus;
 pub mod cpu;
 pub mod display;
+pub mod profile;
 pub mod vm;
