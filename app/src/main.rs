@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod img;
 mod run;
 
 #[derive(Parser)]
@@ -17,6 +18,8 @@ enum Command {
     Version,
     /// Boot a PC headless (QEMU-style flags: -m, -bios, -serial, -kernel, -nographic, ...).
     Run(run::RunArgs),
+    /// Disk images (qemu-img verbs): create, info, check, convert, snapshot, commit, rebase, resize, map, bench.
+    Img(img::ImgArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,6 +30,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_from(run::qemu_style_args(std::env::args_os()));
     match cli.command {
         Command::Version => println!("vessel {}", env!("CARGO_PKG_VERSION")),
+        Command::Img(args) => img::run(args)?,
         Command::Run(args) => {
             let code = run::run(args)?;
             std::process::exit(code);

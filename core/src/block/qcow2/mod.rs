@@ -405,6 +405,19 @@ impl Qcow2 {
         st.write_compressed(&self.f, index, &c)
     }
 
+    /// Drops every cluster of this image so that it reads through to its backing file again
+    /// (after `commit`).
+    pub fn make_empty(&self) -> Result<(), BlockError> {
+        self.writable()?;
+        let mut st = self.lock();
+        if !st.snaps.is_empty() {
+            return Err(self.f.format_err("cannot empty an image that has snapshots"));
+        }
+        let end = st.size.div_ceil(st.cs) * st.cs;
+        st.discard(&self.f, false, 0, end)?;
+        st.flush_metadata(&self.f)
+    }
+
     /// Changes the backing file named in the header (no data is copied: `rebase -u`).
     pub fn set_backing(&self, name: Option<&str>, format: Option<&str>) -> Result<(), BlockError> {
         self.writable()?;
