@@ -402,3 +402,53 @@ fn random_operations_match_model() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Read-only imports: images QEMU writes in vmdk (monolithicSparse, streamOptimized), vpc
+/// (dynamic, fixed) and qcow v1 read back with QEMU's content, and convert to a clean qcow2.
+#[test]
+fn imported_formats_read_like_qemu() {
+    let dir = tmpdir("import");
+    let src = dir.join("src.raw");
+    qemu_img(&["create", "-q", "-f", "raw", src.to_str().unwrap(), "20M"]);
+    let mut rng = Rng(99);
+    let mut cmds = Vec::new();
+    for _ in 0..30 {
+        let len = 512 * (1 + rng.below(400));
+        let off = 512 * rng.below((20 << 20) / 512 - len / 512);
+        cmds.push(format!("write -P {} {off} {len}", 1 + rng.below(254)));
+    }
+    qemu_io(&src, "raw", &cmds);
+    let cases: &[(&str, &[&str], Option<&str>)] = &[
+        ("vmdk", &["-o", "subformat=monolithicSparse"], None),
+        ("vmdk", &["-o", "subformat=streamOptimized"], None),
+        ("vpc", &["-o", "subformat=dynamic"], None),
+        ("vpc", &["-o", "subformat=fixed"], Some("vpc")),
+        ("vpc", &["-o", "subformat=dynamic,force_size=on"], None),
+        ("qcow", &[], None),
+        ("qcow", &["-c"], None),
+    ];
+    for (k, (fmt, opts, open_fmt)) in cases.iter().enumerate() {
+        let img = dir.join(format!("i{k}.{fmt}"));
+        let mut args = vec!["convert", "-q", "-O", fmt];
+        args.extend_from_slice(opts);
+        args.push(src.to_str().unwrap());
+        args.push(img.to_str().unwrap());
+        qemu_img(&args);
+        let expect = qemu_content(&img, fmt);
+        let d = open_image(&img, *open_fmt, true).unwrap();
+        assert_eq!(d.size() as usize, expect.len(), "{fmt} {opts:?}: size");
+        assert!(vessel_content(&*d) == expect, "{fmt} {opts:?}: content differs from QEMU's");
+        assert!(open_image(&img, *open_fmt, false).is_err(), "{fmt} must be read-only");
+        let out = dir.join(format!("i{k}.qcow2"));
+        vessel_core::block::ops::convert(&img, Some(fmt), &out, "qcow2", false, &[], &mut |_, _| {}).unwrap();
+        assert_clean(&out);
+        assert_compare(&out, &expect);
+    }
+    // A qcow v1 overlay on a raw base, as `qemu-img create -f qcow -b` makes it.
+    let ov = dir.join("ov.qcow");
+    qemu_img(&["create", "-q", "-f", "qcow", "-b", "src.raw", "-F", "raw", ov.to_str().unwrap()]);
+    qemu_io(&ov, "qcow", &["write -P 0x77 3M 70k".into()]);
+    let d = open_image(&ov, None, true).unwrap();
+    assert!(vessel_content(&*d) == qemu_content(&ov, "qcow"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -22,8 +22,11 @@ pub mod be;
 pub mod file;
 pub mod ops;
 pub mod overlay;
+pub mod qcow1;
 pub mod qcow2;
 pub mod raw;
+pub mod vmdk;
+pub mod vpc;
 
 pub use qcow2::Qcow2;
 pub use raw::RawFile;
@@ -33,6 +36,10 @@ pub use raw::RawFile;
 pub enum Format {
     Raw,
     Qcow2,
+    /// Read-only imports.
+    Qcow,
+    Vmdk,
+    Vpc,
 }
 
 impl Format {
@@ -41,6 +48,9 @@ impl Format {
         Some(match name {
             "raw" | "file" => Format::Raw,
             "qcow2" => Format::Qcow2,
+            "qcow" => Format::Qcow,
+            "vmdk" => Format::Vmdk,
+            "vpc" | "vhd" => Format::Vpc,
             _ => return None,
         })
     }
@@ -49,6 +59,9 @@ impl Format {
         match self {
             Format::Raw => "raw",
             Format::Qcow2 => "qcow2",
+            Format::Qcow => "qcow",
+            Format::Vmdk => "vmdk",
+            Format::Vpc => "vpc",
         }
     }
 
@@ -66,9 +79,18 @@ pub fn probe_format(path: &Path) -> Result<Format, BlockError> {
     if &head[0..4] == b"QFI\xfb" {
         let version = u32::from_be_bytes(head[4..8].try_into().unwrap());
         return match version {
+            1 => Ok(Format::Qcow),
             2 | 3 => Ok(Format::Qcow2),
             v => Err(f.format_err(format!("unsupported qcow version {v}"))),
         };
+    }
+    if &head[0..4] == b"KDMV" {
+        return Ok(Format::Vmdk);
+    }
+    // Like QEMU, only dynamic VHDs (header copy at the start) are probed; a fixed VHD is a raw
+    // disk plus a footer and needs an explicit format.
+    if &head == b"conectix" {
+        return Ok(Format::Vpc);
     }
     Ok(Format::Raw)
 }
@@ -91,6 +113,9 @@ pub fn open_image(path: &Path, format: Option<&str>, read_only: bool) -> Result<
     Ok(match fmt {
         Format::Raw => Arc::new(RawFile::open(path, read_only)?),
         Format::Qcow2 => Arc::new(Qcow2::open(path, read_only)?),
+        Format::Qcow => Arc::new(qcow1::Qcow1::open(path)?),
+        Format::Vmdk => Arc::new(vmdk::Vmdk::open(path)?),
+        Format::Vpc => Arc::new(vpc::Vpc::open(path)?),
     })
 }
 

@@ -67,6 +67,9 @@ pub fn parse_options(s: &str) -> Result<Vec<(String, String)>, String> {
 /// argument has been checked.
 pub fn create(path: &Path, spec: &CreateSpec) -> Result<(), BlockError> {
     let fmt = Format::from_name(&spec.format).ok_or_else(|| err(path, format!("unknown format '{}'", spec.format)))?;
+    if !fmt.writable() {
+        return Err(err(path, format!("{} images can be read and converted but not created; use qcow2 or raw", fmt.name())));
+    }
     let mut backing_file = spec.backing_file.clone();
     let mut backing_format = spec.backing_format.clone();
     let mut o = CreateOptions::default();
@@ -576,7 +579,6 @@ pub fn map(path: &Path, format: Option<&str>) -> Result<Vec<MapEntry>, BlockErro
                 layers.push(Layer::Q(q));
             }
             Format::Raw => layers.push(Layer::Raw(std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0))),
-            #[allow(unreachable_patterns)]
             _ => layers.push(Layer::Other(open_image(&p, Some(fmt.name()), true)?.size())),
         }
     }
