@@ -425,7 +425,6 @@ fn imported_formats_read_like_qemu() {
         ("vpc", &["-o", "subformat=fixed"], Some("vpc")),
         ("vpc", &["-o", "subformat=dynamic,force_size=on"], None),
         ("qcow", &[], None),
-        ("qcow", &["-c"], None),
     ];
     for (k, (fmt, opts, open_fmt)) in cases.iter().enumerate() {
         let img = dir.join(format!("i{k}.{fmt}"));
