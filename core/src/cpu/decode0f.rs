@@ -47,6 +47,8 @@ impl Cpu {
                 self.s.gpr[EDX] = (t >> 32) as u32;
             }
             0x32 => self.rdmsr()?,
+            0x34 => self.sysenter()?,
+            0x35 => self.sysexit()?,
             0x40..=0x4f => {
                 let m = self.modrm(bus)?;
                 let v = self.rm_read(bus, &m, osz)?;

@@ -2,6 +2,7 @@
 //! RAM straight from `bus.ram()` or MMIO. Accesses crossing a page translate both pages before
 //! touching anything, so a #PF on the second page leaves memory unchanged (restartable).
 
+use super::debug::DBG_DATA;
 use super::state::*;
 use super::{Cpu, Res};
 use crate::bus::{Bus, PageKind};
@@ -67,7 +68,9 @@ impl Cpu {
                 });
             }
             let p = self.translate(bus, lin, Access::Read, user)? & bus.a20_mask();
-            if matches!(bus.page_kind(p >> 12), PageKind::Ram | PageKind::RamReadOnly) {
+            if self.dbg & DBG_DATA != 0 {
+                self.data_bp(lin, sz, false);
+            } else if matches!(bus.page_kind(p >> 12), PageKind::Ram | PageKind::RamReadOnly) {
                 self.pc.rtag[i] = tag;
                 if self.pc.wtag[i] != tag {
                     self.pc.wtag[i] = 0;
@@ -78,6 +81,9 @@ impl Cpu {
         } else {
             let p0 = self.translate(bus, lin, Access::Read, user)?;
             let p1 = self.translate(bus, (lin | 0xfff).wrapping_add(1), Access::Read, user)?;
+            if self.dbg & DBG_DATA != 0 {
+                self.data_bp(lin, sz, false);
+            }
             let first = 0x1000 - (lin & 0xfff);
             let mut v = 0u32;
             for i in 0..sz {
@@ -105,7 +111,9 @@ impl Cpu {
                 return Ok(());
             }
             let p = self.translate(bus, lin, Access::Write, user)? & bus.a20_mask();
-            if bus.page_kind(p >> 12) == PageKind::Ram {
+            if self.dbg & DBG_DATA != 0 {
+                self.data_bp(lin, sz, true);
+            } else if bus.page_kind(p >> 12) == PageKind::Ram {
                 // A write walk has set the dirty bit, so later writes may skip the walk.
                 self.pc.rtag[i] = tag;
                 self.pc.wtag[i] = tag;
@@ -115,6 +123,9 @@ impl Cpu {
         } else {
             let p0 = self.translate(bus, lin, Access::Write, user)?;
             let p1 = self.translate(bus, (lin | 0xfff).wrapping_add(1), Access::Write, user)?;
+            if self.dbg & DBG_DATA != 0 {
+                self.data_bp(lin, sz, true);
+            }
             let first = 0x1000 - (lin & 0xfff);
             for i in 0..sz {
                 let p = if i < first { p0 + i as u64 } else { p1 + (i - first) as u64 };
@@ -139,6 +150,9 @@ impl Cpu {
     #[inline(always)]
     pub(crate) fn rd<B: Bus>(&mut self, bus: &mut B, seg: usize, off: u32, sz: u8) -> Res<u32> {
         let l = self.lin(seg, off, sz as u32, Access::Read)?;
+        if l & (sz as u32 - 1) != 0 && self.alignment_check() {
+            return Err(Fault::AlignmentCheck.into());
+        }
         let u = self.user();
         Ok(self.read_lin(bus, l, sz as u32, u)?)
     }
@@ -146,6 +160,9 @@ impl Cpu {
     #[inline(always)]
     pub(crate) fn wr<B: Bus>(&mut self, bus: &mut B, seg: usize, off: u32, sz: u8, v: u32) -> Res<()> {
         let l = self.lin(seg, off, sz as u32, Access::Write)?;
+        if l & (sz as u32 - 1) != 0 && self.alignment_check() {
+            return Err(Fault::AlignmentCheck.into());
+        }
         let u = self.user();
         Ok(self.write_lin(bus, l, sz as u32, v, u)?)
     }
@@ -252,6 +269,20 @@ impl Cpu {
     /// map generation, `set_state`. Far transfers call it too (cheap, and keeps CS changes simple).
     pub(crate) fn invalidate_fetch(&mut self) {
         self.fetch_tag = 1;
+    }
+
+    /// Drop the cached translations of one linear page (INVLPG).
+    pub(crate) fn flush_page_cache_entry(&mut self, page: u32) {
+        let i = ((page >> 12) as usize) & (PAGE_CACHE - 1);
+        if self.pc.rtag[i] & !0xfff == page {
+            self.pc.rtag[i] = 0;
+        }
+        if self.pc.wtag[i] & !0xfff == page {
+            self.pc.wtag[i] = 0;
+        }
+        if self.fetch_tag == page {
+            self.fetch_tag = 1;
+        }
     }
 
     pub(crate) fn flush_page_cache(&mut self) {

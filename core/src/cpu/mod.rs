@@ -10,6 +10,7 @@ pub mod state;
 
 mod alu;
 mod control;
+mod debug;
 mod decode;
 mod decode0f;
 pub mod disasm;
@@ -24,6 +25,8 @@ mod task;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sys;
 
 pub use state::{CpuState, DescriptorTable, Fault, SegReg, Segment};
 
@@ -71,10 +74,16 @@ pub struct Cpu {
     fetch_phys: u64,
     /// Data page cache (mem.rs).
     pub(crate) pc: Box<mem::PageCache>,
+    /// TLB and PAE PDPTE registers (paging.rs).
+    pub(crate) tlb: Box<paging::Tlb>,
     /// Bus map generation the caches were filled under.
     map_gen: u64,
     /// A software interrupt was taken by the current instruction (no single-step trap after it).
     pub(crate) sw_int: bool,
+    /// Armed debug-register breakpoints (debug.rs `DBG_*`), recomputed on DR writes.
+    pub(crate) dbg: u8,
+    /// DR6 B0-B3 bits of data breakpoints hit by the current instruction.
+    pub(crate) dbg_hits: u32,
     /// Instruction trace (target `vessel::cpu::trace`) enabled at the start of `run`.
     trace: bool,
 }
@@ -100,9 +109,12 @@ impl Cpu {
             fetch_tag: NO_FETCH,
             fetch_phys: 0,
             pc: Box::default(),
+            tlb: Box::default(),
             map_gen: u64::MAX,
             trace: false,
             sw_int: false,
+            dbg: 0,
+            dbg_hits: 0,
         }
     }
 
@@ -136,6 +148,8 @@ impl Cpu {
         self.flush_page_cache();
         self.map_gen = u64::MAX;
         self.flush_tlb();
+        self.dbg = 0;
+        self.update_debug();
     }
 
     /// Current EFLAGS with the lazy arithmetic flags materialised.
@@ -299,16 +313,12 @@ impl Cpu {
         if self.trace {
             self.trace_insn(bus);
         }
-        let tf = self.s.eflags & TF != 0;
-        if tf {
-            self.sw_int = false;
+        if self.s.eflags & (TF | RF) != 0 || self.dbg != 0 {
+            return self.step_debug(bus);
         }
         match self.exec(bus) {
             Ok(()) => {
                 self.retired += 1;
-                if tf {
-                    return self.single_step(bus);
-                }
                 None
             }
             Err(Exit::Fault(f)) => {
@@ -320,22 +330,6 @@ impl Cpu {
                 self.retired += 1;
                 Some(RunExit::Halted)
             }
-        }
-    }
-
-    /// The single-step trap after an instruction that started with TF=1 (POPF/IRET clearing TF
-    /// still trap; software interrupts clear TF before their handler and do not).
-    #[inline(never)]
-    fn single_step<B: Bus>(&mut self, bus: &mut B) -> Option<RunExit> {
-        if self.sw_int {
-            self.sw_int = false;
-            return None;
-        }
-        self.s.dr[6] |= 0x4000;
-        self.start_eip = self.s.eip;
-        match self.deliver(bus, 1, interrupt::Kind::Exception, None) {
-            Ok(()) => None,
-            Err(f) => self.fault(bus, f),
         }
     }
 

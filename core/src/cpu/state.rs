@@ -182,6 +182,15 @@ impl Fault {
     }
 }
 
+/// MTRR MSRs: IA32_MTRR_DEF_TYPE, the 11 fixed-range registers (0x250, 0x258-0x259,
+/// 0x268-0x26f) and 8 variable PhysBase/PhysMask pairs (0x200-0x20f). All zero at reset.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MtrrState {
+    pub def_type: u64,
+    pub fixed: [u64; 11],
+    pub var: [u64; 16],
+}
+
 /// Complete architectural state of one IA-32 CPU.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CpuState {
@@ -207,6 +216,10 @@ pub struct CpuState {
     pub sysenter_eip: u32,
     pub apic_base: u64,
     pub pat: u64,
+    /// Memory type range registers (stored and checked; the emulator has no caches to apply
+    /// them to).
+    #[serde(default)]
+    pub mtrr: MtrrState,
     pub halted: bool,
     pub nmi_blocked: bool,
     /// One-instruction interrupt inhibit after MOV SS / POP SS / STI.
@@ -246,6 +259,7 @@ impl CpuState {
             sysenter_eip: 0,
             apic_base: 0xfee0_0900,
             pat: 0x0007_0406_0007_0406,
+            mtrr: MtrrState::default(),
             halted: false,
             nmi_blocked: false,
             intr_shadow: false,

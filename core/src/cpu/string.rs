@@ -115,6 +115,12 @@ impl Cpu {
                     return Ok(());
                 }
             }
+            if self.dbg_hits != 0 && c != 0 {
+                // A data breakpoint traps after the iteration that hit, EIP still on the
+                // instruction so the IRET resumes the remaining iterations.
+                self.ip = self.start_eip;
+                return Ok(());
+            }
         }
     }
 }

@@ -130,7 +130,11 @@ impl Cpu {
         self.s.eip = eip;
         self.set_eflags_raw(nflags);
         self.s.cr0 |= CR0_TS;
-        self.flush_tlb();
+        if cr3.is_some() {
+            // A CR3 load: non-global entries go, PAE PDPTEs are reloaded before the next walk.
+            self.flush_tlb_nonglobal();
+            self.mark_pdptes_stale();
+        }
         self.flush_page_cache();
         for (i, s) in sels.iter().enumerate() {
             self.s.seg[i].selector = *s;
