@@ -5,7 +5,10 @@
 //! continues where it stopped. Long REP runs stop after a bounded number of iterations with EIP
 //! unchanged so interrupts and `run` budgets are honoured (the instruction simply resumes).
 
+use super::debug::DBG_DATA;
+use super::mem::Access;
 use super::state::*;
+use crate::bus::PageKind;
 use super::{Cpu, Res};
 use crate::bus::Bus;
 
@@ -40,6 +43,8 @@ impl Cpu {
         }
         let rep = self.p.rep != 0;
         let src = self.dseg(DS);
+        // Forward REP MOVS/STOS move whole page-sized blocks at once (`rep_block`).
+        let fast = rep && matches!(op, 0xa4 | 0xa5 | 0xaa | 0xab) && self.s.eflags & DF == 0 && self.dbg & DBG_DATA == 0;
         let mut n = 0;
         loop {
             if rep {
@@ -50,6 +55,13 @@ impl Cpu {
                     // Resume later: EIP stays on this instruction.
                     self.ip = self.start_eip;
                     return Ok(());
+                }
+            }
+            if fast && n + 1 < ITER_CHUNK {
+                let k = self.rep_block(bus, op, sz, src, ITER_CHUNK - n);
+                if k != 0 {
+                    n += k;
+                    continue;
                 }
             }
             n += 1;
@@ -122,5 +134,79 @@ impl Cpu {
                 return Ok(());
             }
         }
+    }
+
+    /// Up to `budget` iterations of a forward REP MOVS/STOS as one block copy/fill in RAM, when
+    /// the block stays inside one source and one destination page, inside the segment limits,
+    /// without address wrap-around, on RAM, and (MOVS) the destination does not overlap the
+    /// source ahead of it (then element-wise and memmove semantics differ). Registers are
+    /// committed as after that many iterations. Returns 0 when anything does not fit: the caller
+    /// then runs one ordinary iteration, which raises any fault exactly where hardware would.
+    #[inline(never)]
+    fn rep_block<B: Bus>(&mut self, bus: &mut B, op: u8, sz: u8, src: usize, budget: u32) -> u32 {
+        let sz32 = sz as u32;
+        let movs = op <= 0xa5;
+        let wrap = if self.p.a32 { 1u64 << 32 } else { 1 << 16 };
+        let di = self.idx(EDI);
+        let dlin = self.s.seg[ES].base.wrapping_add(di);
+        let mut k = self.count_reg().min(budget) as u64;
+        k = k.min((wrap - di as u64) / sz as u64).min((0x1000 - (dlin & 0xfff) as u64) / sz as u64);
+        let si = self.idx(ESI);
+        let slin = self.s.seg[src].base.wrapping_add(si);
+        if movs {
+            k = k.min((wrap - si as u64) / sz as u64).min((0x1000 - (slin & 0xfff) as u64) / sz as u64);
+        }
+        if k < 2 {
+            return 0;
+        }
+        let k = k as u32;
+        let len = k * sz32;
+        if self.lin(ES, di, len, Access::Write).is_err() || (movs && self.lin(src, si, len, Access::Read).is_err()) {
+            return 0;
+        }
+        if (dlin | if movs { slin } else { 0 }) & (sz32 - 1) != 0 && self.alignment_check() {
+            return 0;
+        }
+        let user = self.cpl() == 3;
+        let a20 = bus.a20_mask();
+        let ps = if movs {
+            match self.translate(bus, slin, Access::Read, user) {
+                Ok(p) if matches!(bus.page_kind((p & a20) >> 12), PageKind::Ram | PageKind::RamReadOnly) => p & a20,
+                _ => return 0,
+            }
+        } else {
+            0
+        };
+        let pd = match self.translate(bus, dlin, Access::Write, user) {
+            Ok(p) if bus.page_kind((p & a20) >> 12) == PageKind::Ram => p & a20,
+            _ => return 0,
+        };
+        let (d, l) = (pd as usize, len as usize);
+        let ram = bus.ram();
+        if movs {
+            let s = ps as usize;
+            if d > s && d < s + l {
+                return 0;
+            }
+            ram.copy_within(s..s + l, d);
+        } else {
+            let v = self.s.gpr[EAX].to_le_bytes();
+            match sz {
+                1 => ram[d..d + l].fill(v[0]),
+                _ => {
+                    for c in ram[d..d + l].chunks_exact_mut(sz as usize) {
+                        c.copy_from_slice(&v[..sz as usize]);
+                    }
+                }
+            }
+        }
+        let add = |r: u32| -> u32 { if self.p.a32 { r.wrapping_add(len) } else { (r & 0xffff_0000) | (r.wrapping_add(len) & 0xffff) } };
+        self.s.gpr[EDI] = add(self.s.gpr[EDI]);
+        if movs {
+            self.s.gpr[ESI] = add(self.s.gpr[ESI]);
+        }
+        let c = self.count_reg() - k;
+        self.set_count_reg(c);
+        k
     }
 }
