@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod img;
 mod run;
+mod screenshot;
 
 #[derive(Parser)]
 #[command(name = "vessel", version, about = "Vessel: a desktop virtualization manager with its own PC emulator")]

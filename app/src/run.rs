@@ -19,9 +19,13 @@ use clap::Args;
 use vessel_machines::pc::machine::{Machine, Slice, Stop};
 use vessel_machines::pc::{LinuxBoot, Pc, PcConfig};
 use vessel_machines::serial::SerialSink;
+use vessel_machines::vga::PciVga;
 
 pub const DEFAULT_BIOS: &str = "/usr/share/seabios/bios.bin";
 pub const LINUXBOOT_ROM: &str = "/usr/share/qemu/linuxboot_dma.bin";
+/// SeaVGABIOS images QEMU loads into the VGA's PCI expansion ROM.
+pub const VGABIOS_CIRRUS: &str = "/usr/share/seabios/vgabios-cirrus.bin";
+pub const VGABIOS_STD: &str = "/usr/share/seabios/vgabios-stdvga.bin";
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
@@ -72,6 +76,13 @@ pub struct RunArgs {
     /// Write the VGA output to this PNG when the run ends.
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
+    /// Display adapter: `cirrus` (Cirrus CL-GD5446, the default), `std` (Bochs/QEMU standard
+    /// VGA) or `none`. As in QEMU, `-nographic` keeps the adapter (SeaBIOS then writes to both).
+    #[arg(long, default_value = "cirrus")]
+    pub vga: String,
+    /// VGA BIOS image (default: Debian's SeaVGABIOS for the chosen adapter).
+    #[arg(long)]
+    pub vgabios: Option<PathBuf>,
     /// Exit instead of resetting when the guest resets.
     #[arg(long = "no-reboot")]
     pub no_reboot: bool,
@@ -231,10 +242,38 @@ pub fn build_machine(a: &RunArgs) -> Result<Machine> {
         linux,
         ns_per_instruction: a.ns_per_instruction,
     };
-    let pc = Pc::new(cfg)?;
+    let mut pc = Pc::new(cfg)?;
+    if let Some(vga) = build_vga(a)? {
+        // 00:02.0, where QEMU's `pc` machine puts its VGA
+        pc.add_pci_device(2, 0, Box::new(vga));
+    }
     let mut m = Machine::new(pc);
     m.no_reboot = a.no_reboot;
     Ok(m)
+}
+
+fn build_vga(a: &RunArgs) -> Result<Option<PciVga>> {
+    let (default_rom, make): (&str, fn(Vec<u8>) -> PciVga) = match a.vga.as_str() {
+        "cirrus" => (VGABIOS_CIRRUS, PciVga::cirrus),
+        "std" => (VGABIOS_STD, PciVga::std),
+        "none" => return Ok(None),
+        other => bail!("unknown -vga {other:?}: use cirrus, std or none"),
+    };
+    let path = a.vgabios.clone().unwrap_or_else(|| PathBuf::from(default_rom));
+    let rom = std::fs::read(&path).with_context(|| format!("read VGA BIOS {}", path.display()))?;
+    Ok(Some(make(rom)))
+}
+
+/// Render the VGA's current screen to a PNG file.
+fn write_screenshot(m: &mut Machine, path: &std::path::Path) -> Result<()> {
+    let now = m.pc.clock.now_ns();
+    let Some(vga) = m.pc.device_mut::<PciVga>() else {
+        bail!("--screenshot: the machine has no VGA (-vga none)");
+    };
+    let frame = vga.update_frame(now);
+    crate::screenshot::write_png(path, frame)?;
+    tracing::info!(path = %path.display(), width = frame.width, height = frame.height, "screenshot written");
+    Ok(())
 }
 
 fn stdin_reader() -> mpsc::Receiver<Vec<u8>> {
@@ -258,9 +297,6 @@ fn stdin_reader() -> mpsc::Receiver<Vec<u8>> {
 
 pub fn run(a: RunArgs) -> Result<i32> {
     let mut m = build_machine(&a)?;
-    if a.screenshot.is_some() {
-        tracing::warn!("--screenshot: no VGA device in this build yet; no screenshot will be written");
-    }
     let serial_stdio = a.serial.as_deref().is_none_or(|s| s == "stdio" || s == "mon:stdio");
     let input = serial_stdio.then(stdin_reader);
     let mut pending: Vec<u8> = Vec::new();
@@ -337,6 +373,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
         }
     };
     m.pc.flush();
+    if let Some(p) = &a.screenshot {
+        write_screenshot(&mut m, p)?;
+    }
     let secs = start.elapsed().as_secs_f64();
     tracing::info!(
         instructions = m.pc.clock.instructions,
