@@ -243,6 +243,13 @@ pub fn build_machine(a: &RunArgs) -> Result<Machine> {
         ns_per_instruction: a.ns_per_instruction,
     };
     let mut pc = Pc::new(cfg)?;
+    // QEMU's `-boot splash-time=MS` (how long SeaBIOS waits at "Press ESC for boot menu") and
+    // `reboot-timeout` (default -1: after "No bootable device." wait instead of rebooting).
+    if let Some(ms) = boot_option(a.boot.as_deref(), "splash-time") {
+        pc.fw_cfg.add_file("etc/boot-menu-wait", (ms.min(0xFFFF) as u16).to_le_bytes().to_vec());
+    }
+    let reboot = boot_option(a.boot.as_deref(), "reboot-timeout").unwrap_or(-1);
+    pc.fw_cfg.add_file("etc/boot-fail-wait", (reboot as u32).to_le_bytes().to_vec());
     if let Some(vga) = build_vga(a)? {
         // 00:02.0, where QEMU's `pc` machine puts its VGA
         pc.add_pci_device(2, 0, Box::new(vga));
@@ -250,6 +257,11 @@ pub fn build_machine(a: &RunArgs) -> Result<Machine> {
     let mut m = Machine::new(pc);
     m.no_reboot = a.no_reboot;
     Ok(m)
+}
+
+/// Numeric `-boot` sub-option `key=N`.
+fn boot_option(spec: Option<&str>, key: &str) -> Option<i64> {
+    spec?.split(',').find_map(|p| p.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
 fn build_vga(a: &RunArgs) -> Result<Option<PciVga>> {
@@ -410,6 +422,8 @@ mod tests {
     fn boot_and_sizes() {
         assert_eq!(parse_boot(Some("menu=on")), ("cad".to_string(), true));
         assert_eq!(parse_boot(Some("d")), ("d".to_string(), false));
+        assert_eq!(boot_option(Some("menu=on,splash-time=30000"), "splash-time"), Some(30000));
+        assert_eq!(boot_option(Some("menu=on"), "splash-time"), None);
         assert_eq!(parse_size("64").unwrap(), 64 << 20);
         assert_eq!(parse_size("1G").unwrap(), 1 << 30);
     }

@@ -27,6 +27,22 @@ pub struct PciVga {
     pub vga: Vga,
     pub model: VgaModel,
     rom: Vec<u8>,
+    /// Virtual time of the latest access or poll (drives cursor blink in [`IoDevice::display`]).
+    now_ns: u64,
+}
+
+#[derive(serde::Serialize)]
+struct SavedVga<'a> {
+    regs: &'a super::VgaRegs,
+    latch: u32,
+    ext: &'a Extension,
+}
+
+#[derive(serde::Deserialize)]
+struct OwnedVga {
+    regs: super::VgaRegs,
+    latch: u32,
+    ext: Extension,
 }
 
 const CIRRUS_VRAM: usize = 4 << 20;
@@ -45,7 +61,7 @@ impl PciVga {
         if !rom.is_empty() {
             config.add_bar(6, BarKind::Mem32, rom_bar_size(rom.len()));
         }
-        PciVga { config, vga: Vga::new(CIRRUS_VRAM, Extension::Cirrus(CirrusState::new())), model: VgaModel::Cirrus, rom }
+        PciVga { config, vga: Vga::new(CIRRUS_VRAM, Extension::Cirrus(CirrusState::new())), model: VgaModel::Cirrus, rom, now_ns: 0 }
     }
 
     /// QEMU's standard VGA with 16 MiB and the Bochs DISPI interface; `rom` is `vgabios-stdvga.bin`.
@@ -56,7 +72,7 @@ impl PciVga {
         if !rom.is_empty() {
             config.add_bar(6, BarKind::Mem32, rom_bar_size(rom.len()));
         }
-        PciVga { config, vga: Vga::new(STD_VRAM, Extension::Bochs(Dispi::new(STD_VRAM))), model: VgaModel::Std, rom }
+        PciVga { config, vga: Vga::new(STD_VRAM, Extension::Bochs(Dispi::new(STD_VRAM))), model: VgaModel::Std, rom, now_ns: 0 }
     }
 
     /// Render what changed and return the frame (see [`Vga::update_frame`]).
@@ -113,6 +129,7 @@ impl IoDevice for PciVga {
     }
 
     fn io_read(&mut self, ctx: &mut IoCtx, _region: Region, port: u16, width: Width) -> u32 {
+        self.now_ns = ctx.now_ns;
         if (0x1CE..=0x1CF).contains(&port) && self.model == VgaModel::Std {
             return u32::from(bochs::port_read(&mut self.vga, port));
         }
@@ -170,6 +187,44 @@ impl IoDevice for PciVga {
         self.vga.reset();
     }
 
+    fn poll(&mut self, ctx: &mut IoCtx) {
+        self.now_ns = ctx.now_ns;
+    }
+
+    fn display(&mut self) -> Option<&mut Frame> {
+        let now = self.now_ns;
+        self.vga.update_frame(now);
+        Some(&mut self.vga.display.frame)
+    }
+
+    /// `u32` length + RON of the register state, then the raw VRAM.
+    fn save_state(&self) -> Option<Vec<u8>> {
+        let regs = SavedVga { regs: &self.vga.regs, latch: self.vga.latch, ext: &self.vga.ext };
+        let text = ron::to_string(&regs).ok()?;
+        let mut out = Vec::with_capacity(4 + text.len() + self.vga.vram.len());
+        out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(&self.vga.vram);
+        Some(out)
+    }
+
+    fn restore_state(&mut self, data: &[u8]) -> Result<(), String> {
+        let bad = || "VGA state truncated".to_string();
+        let len = u32::from_le_bytes(data.get(..4).ok_or_else(bad)?.try_into().unwrap()) as usize;
+        let text = std::str::from_utf8(data.get(4..4 + len).ok_or_else(bad)?).map_err(|e| e.to_string())?;
+        let vram = &data[4 + len..];
+        if vram.len() != self.vga.vram.len() {
+            return Err(format!("VGA state has {} bytes of VRAM, this adapter {}", vram.len(), self.vga.vram.len()));
+        }
+        let s: OwnedVga = ron::from_str(text).map_err(|e| format!("VGA state: {e}"))?;
+        self.vga.regs = s.regs;
+        self.vga.latch = s.latch;
+        self.vga.ext = s.ext;
+        self.vga.vram.copy_from_slice(vram);
+        self.vga.display.invalidate();
+        Ok(())
+    }
+
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
@@ -181,5 +236,24 @@ impl PciDevice for PciVga {
     }
     fn config_mut(&mut self) -> &mut PciConfig {
         &mut self.config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_and_restore_round_trip() {
+        let mut a = PciVga::cirrus(vec![0x55, 0xAA]);
+        a.vga.port_write(0x3C4, 0x07);
+        a.vga.port_write(0x3C5, 0x01);
+        a.vga.vram[12345] = 7;
+        let data = a.save_state().unwrap();
+        let mut b = PciVga::cirrus(Vec::new());
+        b.restore_state(&data).unwrap();
+        assert_eq!(b.vga.regs, a.vga.regs);
+        assert_eq!(b.vga.vram[12345], 7);
+        assert!(PciVga::std(Vec::new()).restore_state(&data).is_err());
     }
 }
