@@ -326,3 +326,74 @@ pub fn update(vga: &mut Vga, now_ns: u64) {
     vga.display.dirty_pages.iter_mut().for_each(|w| *w = 0);
     vga.display.last_mode = Some(key);
 }
+
+#[cfg(test)]
+mod cost {
+    //! Render cost: full and incremental refreshes of a text screen and of 1024x768 modes.
+    //! Prints per-refresh times (`cargo test --release -p vessel-machines render_cost -- --nocapture`);
+    //! asserts on the work done (lines redrawn), not on time.
+    use super::super::cirrus::CirrusState;
+    use super::super::{Extension, Vga};
+    use std::time::Instant;
+
+    fn time(label: &str, vga: &mut Vga, mut touch: impl FnMut(&mut Vga, u32)) -> (f64, u32) {
+        let n = 50;
+        let mut lines = 0;
+        let t = Instant::now();
+        for i in 0..n {
+            touch(vga, i);
+            let _ = vga.update_frame(0);
+            lines = vga.display.lines_drawn;
+        }
+        let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+        println!("render cost: {label:<40} {us:>9.1} us/refresh, {lines} lines redrawn");
+        (us, lines)
+    }
+
+    fn cirrus_1024x768(sr7: u8, bpp: u32) -> Vga {
+        let mut v = Vga::new(4 << 20, Extension::Cirrus(CirrusState::new()));
+        let r = &mut v.regs;
+        r.sr[7] = sr7;
+        r.cr[0x01] = 0x7F;
+        r.cr[0x12] = 0xFF;
+        r.cr[0x07] = 0x40;
+        let offset = 1024 * bpp / 8 / 8; // CR13 counts 8-byte units
+        r.cr[0x13] = offset as u8;
+        r.cr[0x1B] = 0x22 | (((offset >> 8) as u8 & 1) << 4);
+        r.ar_index = 0x20;
+        for (i, b) in v.vram.iter_mut().enumerate() {
+            *b = (i * 7 / 3) as u8;
+        }
+        v
+    }
+
+    #[test]
+    fn render_cost() {
+        let mut t = super::super::text::tests::mode3();
+        for (i, b) in t.vram.iter_mut().enumerate().take(80 * 25 * 4) {
+            if i % 4 < 2 {
+                *b = if i % 4 == 0 { b'A' + (i / 4 % 26) as u8 } else { 0x07 };
+            }
+        }
+        t.regs.cr[0x0A] = 0x20;
+        let (_, l) = time("text 80x25 full (720x400)", &mut t, |v, _| v.display.invalidate());
+        assert_eq!(l, 400);
+        let (_, l) = time("text 80x25 idle", &mut t, |_, _| {});
+        assert_eq!(l, 0);
+        let (_, l) = time("text 80x25 one character", &mut t, |v, i| v.mem_write(0x18000 + 2 * 1000, i as u8));
+        assert_eq!(l, 16);
+        for (label, sr7, bpp) in [("1024x768x8", 0x01, 8), ("1024x768x16", 0x07, 16), ("1024x768x24", 0x05, 24)] {
+            let mut v = cirrus_1024x768(sr7, bpp);
+            let (_, l) = time(&format!("{label} full"), &mut v, |v, _| v.display.invalidate());
+            assert_eq!(l, 768);
+            let (_, l) = time(&format!("{label} idle"), &mut v, |_, _| {});
+            assert_eq!(l, 0);
+            let pitch = 1024 * bpp as usize / 8;
+            let (_, l) = time(&format!("{label} one pixel"), &mut v, |v, i| {
+                super::super::cirrus::linear_write(v, (pitch * 300 + 40) as u64, i as u8)
+            });
+            // the lines sharing the written 4 KiB page
+            assert!(l >= 1 && l as usize <= 4096 / pitch + 1, "{l}");
+        }
+    }
+}

@@ -131,7 +131,7 @@ pub fn render(vga: &mut Vga, t: &TextMode, mut full: bool, now_ns: u64) -> (Rect
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::{Extension, Vga};
     use vessel_core::display::Rect;
 
