@@ -164,11 +164,9 @@ impl Qcow2 {
         if !read_only && inc & INCOMPAT_CORRUPT != 0 {
             return Err(f.format_err("image is marked corrupt; open it read-only or repair it with qemu-img"));
         }
-        if !read_only && inc & INCOMPAT_DIRTY != 0 {
-            return Err(f.format_err(
-                "image has the dirty flag (lazy refcounts) set; run `vessel img check -r all` first",
-            ));
-        }
+        // Lazy refcounts left stale by an unclean QEMU shutdown: rebuilt below, as QEMU does on
+        // a writable open.
+        let needs_repair = !read_only && inc & INCOMPAT_DIRTY != 0;
         if !read_only && h.autoclear_features != 0 {
             // Autoclear features we do not maintain (persistent bitmaps) must be dropped before
             // the first write so that QEMU notices the stale data.
@@ -212,7 +210,22 @@ impl Qcow2 {
             comp_cache: None,
             comp_cursor: 0,
         };
-        Ok(Qcow2 { f, backing, read_only, st: Mutex::new(st) })
+        let q = Qcow2 { f, backing, read_only, st: Mutex::new(st) };
+        if needs_repair {
+            let mut st = q.lock();
+            let r = st.check(&q.f, true)?;
+            if r.corruptions > 0 {
+                return Err(q.f.format_err(format!(
+                    "image has the dirty flag set and {} errors remain after repair",
+                    r.corruptions
+                )));
+            }
+            st.h.incompatible_features &= !INCOMPAT_DIRTY;
+            q.f.write_at(&st.h.incompatible_features.to_be_bytes(), OFF_INCOMPAT)?;
+            q.f.sync()?;
+            tracing::info!("{}: repaired refcounts after an unclean shutdown", q.f.path().display());
+        }
+        Ok(q)
     }
 
     /// Creates a new, empty image. Fails if `path` exists (nothing is touched then).
