@@ -268,7 +268,7 @@ fn check(p: &Prog, init: &Buf, what: &dyn Fn() -> String) -> FpuState {
         b.0[fx + 6..fx + 32].fill(0);
         b.0[fx + 160..fx + 512].fill(0);
     }
-    if host.0[..] != emu.0[..] {
+    if host.0[..] != emu.0[..] && !amd_denormal_underflow(&host, &emu) {
         let mut msg = String::new();
         for (i, (h, e)) in host.0.iter().zip(emu.0.iter()).enumerate() {
             if h != e {
@@ -289,6 +289,62 @@ fn check(p: &Prog, init: &Buf, what: &dyn Fn() -> String) -> FpuState {
         );
     }
     s
+}
+
+/// The host's x87 vendor: the emulator follows Intel; AMD chips differ in a few documented corner
+/// cases (docs/fpu.md, "Host vendor differences"), which the tests accept only in their exact form.
+fn host_is_amd() -> bool {
+    use std::sync::OnceLock;
+    static AMD: OnceLock<bool> = OnceLock::new();
+    *AMD.get_or_init(|| {
+        // SAFETY: CPUID leaf 0 exists on every x86-64 CPU.
+        let r = unsafe { std::arch::x86_64::__cpuid(0) };
+        let mut v = [0u8; 12];
+        v[..4].copy_from_slice(&r.ebx.to_le_bytes());
+        v[4..8].copy_from_slice(&r.edx.to_le_bytes());
+        v[8..].copy_from_slice(&r.ecx.to_le_bytes());
+        &v == b"AuthenticAMD"
+    })
+}
+
+/// AMD: where Intel passes a denormal operand through unchanged as the result (FSCALE by 0, FPREM
+/// of a denormal by infinity, ...), AMD treats the result as tiny and, with UE unmasked, raises
+/// underflow and delivers it normalised with the exponent bias-adjusted by +24576 (the unmasked
+/// underflow response). True only when `host` is exactly `emu` transformed that way: every other
+/// byte equal, SW differing by UE|ES|B only, the changed registers' tags recomputed.
+fn amd_denormal_underflow(host: &Buf, emu: &Buf) -> bool {
+    const UNDERFLOW: u16 = 0x10 | SW_ES | SW_B;
+    if !host_is_amd() {
+        return false;
+    }
+    let sv = O_SAVE as usize;
+    let word = |b: &Buf, o: usize| u16::from_le_bytes([b.0[sv + o], b.0[sv + o + 1]]);
+    let (sw_h, sw_e) = (word(host, 4), word(emu, 4));
+    let cw = word(emu, 0);
+    if cw & 0x10 != 0 || sw_e & UNDERFLOW != 0 || sw_h != sw_e | UNDERFLOW {
+        return false;
+    }
+    let top = ((sw_e >> 11) & 7) as usize;
+    let mut want = emu.clone();
+    let mut changed = false;
+    for k in 0..8 {
+        let slot = sv + 28 + 10 * k;
+        let e = F80::from_bytes(&emu.0[slot..]);
+        let phys = (top + k) & 7;
+        let tag = (word(emu, 8) >> (2 * phys)) & 3;
+        if F80::from_bytes(&host.0[slot..]) == e || tag == 3 || !e.is_denormal() || e.sig == 0 {
+            continue;
+        }
+        // normalise: the denormal's true exponent is 1 - bias; shift the integer bit into place
+        let shift = e.sig.leading_zeros() as i32;
+        let adjusted = F80 { sig: e.sig << shift, se: (e.se & 0x8000) | (1 - shift + 24576) as u16 };
+        want.0[slot..slot + 10].copy_from_slice(&adjusted.to_bytes());
+        let tw = word(&want, 8) & !(3 << (2 * phys)); // now a valid (normal) number: tag 00
+        want.0[sv + 8..sv + 10].copy_from_slice(&tw.to_le_bytes());
+        changed = true;
+    }
+    want.0[sv + 4..sv + 6].copy_from_slice(&sw_h.to_le_bytes());
+    changed && want.0[..] == host.0[..]
 }
 
 // ---------------- random operands ----------------
@@ -813,8 +869,20 @@ fn trans_case(modrm: u8, seed: u64, gen: &dyn Fn(&mut Rng) -> (F80, F80)) {
             }
         }
         assert_eq!(sw_h & mask, sw_e & mask, "case {i} D9 {modrm:02x} cw {cw:04x} a {a:?} b {b:?}: sw host {sw_h:04x} emu {sw_e:04x}");
+        // The tag of a non-empty register follows from its value: where the values differ by the
+        // allowed ulp (e.g. the smallest denormal vs zero), the tags may too; emptiness may not.
         let tw = |b: &Buf| u16::from_le_bytes([b.0[sv + 8], b.0[sv + 9]]);
-        assert_eq!(tw(&host), tw(&emu), "case {i} D9 {modrm:02x} cw {cw:04x} a {a:?} b {b:?}: tag word");
+        let top = ((sw_e >> 11) & 7) as usize;
+        let mut tag_mask = 0xFFFFu16;
+        for k in 0..8 {
+            let (h, e) = (F80::from_bytes(&host.0[sv + 28 + 10 * k..]), F80::from_bytes(&emu.0[sv + 28 + 10 * k..]));
+            let phys = (top + k) & 7;
+            let nonempty = |b: &Buf| (tw(b) >> (2 * phys)) & 3 != 3;
+            if h != e && nonempty(&host) && nonempty(&emu) {
+                tag_mask &= !(3 << (2 * phys));
+            }
+        }
+        assert_eq!(tw(&host) & tag_mask, tw(&emu) & tag_mask, "case {i} D9 {modrm:02x} cw {cw:04x} a {a:?} b {b:?}: tag word");
     }
     eprintln!("D9 {modrm:02x}: max difference {max_ulps} ulp, {inexact_cases} of {} cases not bit-identical", cases());
 }
