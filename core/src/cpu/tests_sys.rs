@@ -701,3 +701,39 @@ fn rep_block_path_matches_element_wise() {
         assert!(fast.5 == slow.5, "case {i}: memory differs");
     }
 }
+
+// ---------------------------------------------------------------- double and triple faults
+
+#[test]
+fn gp_through_a_not_present_gate_becomes_double_fault() {
+    // mov ax,0x40; mov ds,ax: selector 0x40 is beyond the GDT limit -> #GP(0x40). The #GP gate is
+    // not present -> #NP(IDT vector 13: 13*8+2). #GP then #NP are both contributory -> #DF(0)
+    // (SDM Vol. 3 table 6-5), delivered with the EIP of the faulting MOV.
+    let code = [vec![0x66, 0xb8, 0x40, 0x00, 0x8e, 0xd8], vec![HLT]].concat();
+    let (mut cpu, mut bus) = machine(Paging::Off, &code);
+    put32(&mut bus.memory, 0x2004 + 8 * 13, 0x0000_0e00); // vector 13: P=0
+    assert_eq!(run_vector(&mut cpu, &mut bus), Some(8));
+    assert_eq!(frame_err(&bus, false), (0, CODE as u32 + 4), "#DF pushes error code 0, EIP of MOV DS");
+}
+
+#[test]
+fn benign_then_contributory_is_not_a_double_fault() {
+    // INT3 (a trap, benign) through a not-present gate raises #NP(3*8+2), delivered normally.
+    let code = [vec![0xcc], vec![HLT]].concat();
+    let (mut cpu, mut bus) = machine(Paging::Off, &code);
+    put32(&mut bus.memory, 0x2004 + 8 * 3, 0x0000_ee00 & !0x8000);
+    assert_eq!(run_vector(&mut cpu, &mut bus), Some(11));
+    assert_eq!(frame_err(&bus, false).0, 3 * 8 + 2, "#NP error code names IDT entry 3 (IDT bit set)");
+}
+
+#[test]
+fn page_fault_while_delivering_page_fault_is_double_then_triple() {
+    // The access faults (page 0x40 not present); pushing the #PF frame faults again on the
+    // not-present stack page -> #DF; pushing the #DF frame faults on the same page -> shutdown.
+    let code = [ld_eax(0x40123), vec![HLT]].concat();
+    let (mut cpu, mut bus) = machine(Paging::Legacy, &code);
+    put32(&mut bus.memory, pte32(0x40), 0);
+    put32(&mut bus.memory, pte32((STACK0 - 4) >> 12), 0);
+    assert_eq!(cpu.run(&mut bus, 100_000), RunExit::Shutdown);
+    assert_eq!(cpu.state().cr2, STACK0 - 4, "CR2 holds the last faulting address: the #DF push");
+}
