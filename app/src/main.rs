@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod floppy;
 mod img;
 mod run;
 mod screenshot;

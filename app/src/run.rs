@@ -59,9 +59,14 @@ pub struct RunArgs {
     pub hda: Option<PathBuf>,
     #[arg(long)]
     pub cdrom: Option<PathBuf>,
+    /// Floppy drive A image (raw 1.44M etc., see vessel_machines::fdc).
     #[arg(long)]
     pub fda: Option<PathBuf>,
-    /// QEMU `-drive file=...,format=raw,if=ide[,media=cdrom][,snapshot=on]`.
+    /// Floppy drive B image.
+    #[arg(long)]
+    pub fdb: Option<PathBuf>,
+    /// QEMU `-drive file=...,format=raw,if=ide[,media=cdrom][,snapshot=on]`, or
+    /// `-drive file=...,if=floppy[,index=N][,readonly=on]`.
     #[arg(long)]
     pub drive: Vec<String>,
     /// Boot order letters and options: `d`, `order=dc`, `menu=on`.
@@ -213,9 +218,10 @@ pub fn build_machine(a: &RunArgs) -> Result<Machine> {
             bail!("networking is not implemented (only `-nic none`)");
         }
     }
-    if a.hda.is_some() || a.cdrom.is_some() || a.fda.is_some() || !a.drive.is_empty() {
+    if a.hda.is_some() || a.cdrom.is_some() || a.drive.iter().any(|d| !crate::floppy::is_floppy_drive(d)) {
         bail!("disk and CD-ROM devices are not wired into `vessel run` yet");
     }
+    let floppies = crate::floppy::floppy_specs(a.fda.as_ref(), a.fdb.as_ref(), &a.drive)?;
     let linux = match &a.kernel {
         Some(k) => Some(LinuxBoot {
             kernel: std::fs::read(k).with_context(|| format!("read kernel {}", k.display()))?,
@@ -243,6 +249,8 @@ pub fn build_machine(a: &RunArgs) -> Result<Machine> {
         ns_per_instruction: a.ns_per_instruction,
     };
     let mut pc = Pc::new(cfg)?;
+    // the floppy controller, always there with drive A as in QEMU's `pc`
+    pc.add_fdc(crate::floppy::build_fdc(&floppies)?);
     // QEMU's `-boot splash-time=MS` (how long SeaBIOS waits at "Press ESC for boot menu") and
     // `reboot-timeout` (default -1: after "No bootable device." wait instead of rebooting).
     if let Some(ms) = boot_option(a.boot.as_deref(), "splash-time") {

@@ -139,6 +139,16 @@ impl Dma {
         self.ctrl[channel / 4].mask & (1 << (channel % 4)) == 0
     }
 
+    /// Bytes [`Dma::transfer`] can still move on `channel` before terminal count (0 while the
+    /// channel is masked). A device uses it to tell whether a block it moves ends at TC.
+    pub fn remaining(&self, channel: usize) -> usize {
+        if !self.channel_ready(channel) {
+            return 0;
+        }
+        let unit = if channel >= 4 { 2 } else { 1 };
+        (self.ctrl[channel / 4].ch[channel % 4].cur_count as usize + 1) * unit
+    }
+
     /// Moves up to `buf.len()` bytes between `buf` and guest RAM on `channel` (0-7). The direction
     /// comes from the channel's mode register (bits 2-3: 01 = write to memory, 10 = read memory).
     /// Returns the number of bytes moved; sets terminal count when the count is exhausted.
@@ -208,7 +218,9 @@ mod tests {
         d.io_write(0x0A, 0x02);
         let mut ram = vec![0u8; 0x30000];
         let mut buf = [0x5Au8; 600];
+        assert_eq!(d.remaining(2), 512);
         assert_eq!(d.transfer(2, &mut ram, &mut buf), 512);
+        assert_eq!(d.remaining(2), 0);
         assert_eq!(ram[0x21000], 0x5A);
         assert_eq!(ram[0x211FF], 0x5A);
         assert_eq!(ram[0x21200], 0);

@@ -2,6 +2,7 @@
 
 pub mod device;
 pub mod dma;
+pub mod fdc;
 pub mod fw_cfg;
 pub mod i8042;
 pub mod pc;

@@ -10,6 +10,8 @@
 #   linux-disk.img       raw disk: syslinux MBR -> FAT16 partition -> syslinux -> same kernel/initrd
 #   grub-rescue.iso      grub-mkrescue ISO (El Torito) with a menu, on VGA and serial
 #   memtest86+ia32.bin   memtest86+ (Linux boot protocol image, loadable with -kernel)
+#   floppy-memtest.img   1.44M FAT12 floppy: syslinux boot sector -> syslinux (serial console)
+#                        -> memtest86+ (KERNEL) with console=ttyS0,115200
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out="$here/out"
@@ -113,6 +115,25 @@ if [ ! -s "$out/memtest86+ia32.bin" ]; then
   log "memtest86+"
   download memtest86+
   cp "$work/root/boot/memtest86+ia32.bin" "$out/memtest86+ia32.bin"
+fi
+
+if [ ! -s "$out/floppy-memtest.img" ]; then
+  log "floppy-memtest.img (1.44M, syslinux + memtest86+)"
+  fimg="$work/floppy.img"
+  mkfs.fat -C -n VESSELFD "$fimg" 1440 >/dev/null
+  cat > "$work/floppy-syslinux.cfg" <<'CFG'
+SERIAL 0 115200
+DEFAULT memtest
+PROMPT 0
+TIMEOUT 1
+LABEL memtest
+  KERNEL memtest
+  APPEND console=ttyS0,115200
+CFG
+  mcopy -i "$fimg" "$out/memtest86+ia32.bin" ::memtest
+  mcopy -i "$fimg" "$work/floppy-syslinux.cfg" ::syslinux.cfg
+  syslinux --install "$fimg"
+  mv "$fimg" "$out/floppy-memtest.img"
 fi
 
 ls -la "$out" >&2

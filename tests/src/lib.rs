@@ -81,7 +81,14 @@ pub fn repo_root() -> PathBuf {
 /// Directory holding the guests built by `tests/guests/build.sh`; builds them if missing.
 pub fn guests_dir() -> PathBuf {
     let out = repo_root().join("tests/guests/out");
-    let needed = ["vmlinuz-686", "initrd.cpio.gz", "linux-disk.img", "grub-rescue.iso", "memtest86+ia32.bin"];
+    let needed = [
+        "vmlinuz-686",
+        "initrd.cpio.gz",
+        "linux-disk.img",
+        "grub-rescue.iso",
+        "memtest86+ia32.bin",
+        "floppy-memtest.img",
+    ];
     if !needed.iter().all(|f| out.join(f).exists()) {
         let status = Command::new("bash")
             .arg(repo_root().join("tests/guests/build.sh"))

@@ -58,6 +58,22 @@ const MEMTEST_SCRIPT: &[Step] = &[
     Step::Expect("Moving inversions"),
 ];
 
+/// memtest86+ from a 1.44M floppy: SeaBIOS's INT 13h floppy driver (FDC + ISA DMA) loads the
+/// syslinux boot sector, syslinux reads ldlinux.sys and the kernel through INT 13h.
+fn floppy_memtest_args() -> Vec<String> {
+    vec![
+        "-nographic".into(), "-nic".into(), "none".into(), "-m".into(), "64".into(),
+        "-fda".into(), guest("floppy-memtest.img"), "-boot".into(), "a".into(),
+    ]
+}
+const FLOPPY_MEMTEST_SCRIPT: &[Step] = &[
+    Step::Expect("Booting from Floppy"),
+    Step::Expect("SYSLINUX 6"),
+    Step::Expect("Memtest86+ v6"),
+    Step::Expect("Address test, walking ones"),
+    Step::Expect("Moving inversions"),
+];
+
 /// Every "Errors:" count memtest86+ printed must be zero.
 fn assert_no_memtest_errors(output: &str) {
     let counts: Vec<&str> = output
@@ -121,6 +137,13 @@ fn grub_rescue_iso_menu() {
 #[test]
 fn memtest86plus_pass_start() {
     let (q, v) = compare(&strs(&memtest_args()), MEMTEST_SCRIPT, 2 * T);
+    assert_no_memtest_errors(&q.output);
+    assert_no_memtest_errors(&v.output);
+}
+#[test]
+fn floppy_syslinux_memtest86plus() {
+    // one test runs both emulators in turn: QEMU holds a write lock on an -fda image
+    let (q, v) = compare(&strs(&floppy_memtest_args()), FLOPPY_MEMTEST_SCRIPT, 2 * T);
     assert_no_memtest_errors(&q.output);
     assert_no_memtest_errors(&v.output);
 }

@@ -37,3 +37,17 @@ pub fn fill(rtc: &mut Rtc, ram: u64, cpus: u16, boot_order: &str) {
     c[0x3D] = b[0] | (b[1] << 4);
     c[0x38] = b[2] << 4; // bit 0 clear: check the floppy boot signature (QEMU default)
 }
+
+/// Floppy drive types (byte 0x10: drive A in the high nibble; 2 = 1.2M, 4 = 1.44M, 5 = 2.88M)
+/// and the equipment byte's floppy bits (bit 0: drives present, bits 6-7: count - 1), as QEMU's
+/// `pc_cmos_init_floppy`.
+pub fn set_floppy(rtc: &mut Rtc, types: u8, drives: usize) {
+    let c = &mut rtc.cmos;
+    c[0x10] = types;
+    c[0x14] = (c[0x14] & !0xC1)
+        | match drives {
+            0 => 0,
+            1 => 0x01,
+            _ => 0x41,
+        };
+}

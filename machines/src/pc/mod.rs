@@ -265,6 +265,13 @@ impl Pc {
         self.rebuild_maps();
     }
 
+    /// Plug in the floppy controller (ports 0x3F0-0x3F5/0x3F7, IRQ 6, DMA 2) and record its
+    /// drives in the CMOS (bytes 0x10 and 0x14).
+    pub fn add_fdc(&mut self, fdc: crate::fdc::Fdc) {
+        cmos::set_floppy(&mut self.rtc, fdc.cmos_drive_types(), fdc.drive_count());
+        self.add_isa_device(Box::new(fdc));
+    }
+
     /// The pluggable device of concrete type `T` (e.g. to read the VGA framebuffer).
     pub fn device_mut<T: 'static>(&mut self) -> Option<&mut T> {
         self.ext.iter_mut().find_map(|e| e.io().as_any_mut().downcast_mut::<T>())
