@@ -1,17 +1,20 @@
-//! `vessel`: the command line front end (and, later, the window and the GTK manager).
+//! `vessel`: the command line front end and the GTK manager (`vessel manager`, docs/manager.md).
 
 use clap::{Parser, Subcommand};
 
 mod floppy;
 mod img;
+#[cfg(feature = "manager")]
+mod manager;
 mod run;
 mod screenshot;
 
 #[derive(Parser)]
 #[command(name = "vessel", version, about = "Vessel: a desktop virtualization manager with its own PC emulator")]
 struct Cli {
+    /// Without a subcommand: the manager when a display is available, else this help.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -22,6 +25,9 @@ enum Command {
     Run(run::RunArgs),
     /// Disk images (qemu-img verbs): create, info, check, convert, snapshot, commit, rebase, resize, map, bench.
     Img(img::ImgArgs),
+    /// The GTK desktop manager: the library of VMs, the creation wizard, settings.
+    #[cfg(feature = "manager")]
+    Manager(manager::ManagerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,7 +36,19 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse_from(run::qemu_style_args(std::env::args_os()));
-    match cli.command {
+    let command = match cli.command {
+        Some(c) => c,
+        #[cfg(feature = "manager")]
+        None if manager::display_available() => Command::Manager(manager::ManagerArgs::default()),
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            std::process::exit(2);
+        }
+    };
+    match command {
+        #[cfg(feature = "manager")]
+        Command::Manager(args) => manager::run(args)?,
         Command::Version => println!("vessel {}", env!("CARGO_PKG_VERSION")),
         Command::Img(args) => img::run(args)?,
         Command::Run(args) => {
