@@ -107,6 +107,7 @@ impl Monitor {
         self.command("cont").map(drop)
     }
 
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn system_reset(&mut self) -> Result<(), ControlError> {
         self.command("system_reset").map(drop)
     }

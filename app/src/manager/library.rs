@@ -81,7 +81,9 @@ pub struct Row {
     thumb_mtime: std::rc::Rc<std::cell::Cell<Option<SystemTime>>>,
 }
 
+/// Widgets the tests press are fields too.
 #[derive(Clone)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub struct Widgets {
     pub new_button: gtk::Button,
     pub list: gtk::ListBox,

@@ -46,6 +46,7 @@ pub struct Settings {
 }
 
 #[derive(Clone)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub struct DiskRow {
     id: u32,
     pub container: gtk::Box,
@@ -58,6 +59,7 @@ pub struct DiskRow {
 }
 
 #[derive(Clone)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub struct SettingsWidgets {
     pub name: gtk::Entry,
     pub os: gtk::DropDown,

@@ -49,6 +49,7 @@ pub struct Wizard {
 }
 
 #[derive(Clone)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub struct WizardWidgets {
     pub stack: gtk::Stack,
     pub media_empty: gtk::CheckButton,
