@@ -10,6 +10,9 @@
 #   linux-disk.img       raw disk: syslinux MBR -> FAT16 partition -> syslinux -> same kernel/initrd
 #   grub-rescue.iso      grub-mkrescue ISO (El Torito) with a menu, on VGA and serial
 #   memtest86+ia32.bin   memtest86+ (Linux boot protocol image, loadable with -kernel)
+#   initrd-floppy.cpio.gz  busybox initramfs for vmlinuz-686 that loads floppy.ko (from the same
+#                        kernel package), prints the md5sum of /dev/fd0, writes a pattern to
+#                        sectors 2015-2016 (a cylinder boundary), reads it back and powers off
 #   floppy-memtest.img   1.44M FAT12 floppy: syslinux boot sector -> syslinux (serial console)
 #                        -> memtest86+ (KERNEL) with console=ttyS0,115200
 set -euo pipefail
@@ -134,6 +137,50 @@ CFG
   mcopy -i "$fimg" "$work/floppy-syslinux.cfg" ::syslinux.cfg
   syslinux --install "$fimg"
   mv "$fimg" "$out/floppy-memtest.img"
+fi
+
+if [ ! -s "$out/initrd-floppy.cpio.gz" ]; then
+  log "initrd-floppy.cpio.gz (busybox + floppy.ko)"
+  ensure_i386_lists
+  kpkg=$(apt-cache depends linux-image-686:i386 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  [ -n "$kpkg" ] || { log "cannot resolve linux-image-686:i386"; exit 1; }
+  rm -rf "$work/root"
+  download "$kpkg"
+  # the module must come from the kernel the tests boot
+  if ! cmp -s "$(ls "$work"/root/boot/vmlinuz-* | head -n 1)" "$out/vmlinuz-686"; then
+    log "$kpkg is not the kernel in out/vmlinuz-686: remove out/vmlinuz-686 out/initrd*.cpio.gz and rerun"
+    exit 1
+  fi
+  fir="$work/initramfs-floppy"
+  mkdir -p "$fir"/{bin,dev,lib,proc,sys,tmp}
+  cp "$(find "$work/root/lib/modules" -name floppy.ko | head -n 1)" "$fir/lib/floppy.ko"
+  download busybox-static:i386
+  cp "$work/root/bin/busybox" "$fir/bin/busybox"
+  cat > "$fir/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+echo "VESSEL-FLOPPY-INIT kernel=$(uname -r)"
+insmod /lib/floppy.ko || echo "VESSEL-FLOPPY-INSMOD-FAILED"
+i=0
+while [ ! -b /dev/fd0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+sum=$(md5sum < /dev/fd0)
+echo "VESSEL-FD0-MD5 ${sum%% *} END"
+yes VESSEL-FLOPPY-PATTERN | head -c 1024 > /tmp/pattern
+if dd if=/tmp/pattern of=/dev/fd0 bs=512 seek=2015 conv=notrunc,fsync 2>/dev/null; then
+  echo "VESSEL-FD0-WRITTEN"
+else
+  echo "VESSEL-FD0-WRITE-FAILED"
+fi
+echo 3 > /proc/sys/vm/drop_caches
+back=$(dd if=/dev/fd0 bs=512 skip=2015 count=2 2>/dev/null | md5sum)
+echo "VESSEL-FD0-READBACK ${back%% *} END"
+poweroff -f
+INIT
+  chmod +x "$fir/init"
+  (cd "$fir" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initrd-floppy.cpio.gz"
 fi
 
 ls -la "$out" >&2

@@ -173,3 +173,27 @@ fn acpi_enable_through_smi_cmd_sets_sci_en() {
     pc.io_write(0xB2, 1, 0xF0);
     assert_eq!(pc.io_read(0x604, 2) & 1, 0);
 }
+
+#[test]
+fn floppy_controller_ports_irq6_and_cmos() {
+    let mut pc = pc();
+    let mut fdc = crate::fdc::Fdc::new();
+    fdc.attach(0, None);
+    pc.add_fdc(fdc);
+    assert_eq!(pc.rtc.cmos[0x10], 0x50, "empty drive A: 2.88M type, as QEMU");
+    assert_eq!(pc.rtc.cmos[0x14] & 0xC1, 0x01, "one floppy drive");
+    // unmask IRQ 6 (master PIC initialised as SeaBIOS does)
+    for (p, v) in [(0x20, 0x11), (0x21, 0x08), (0x21, 0x04), (0x21, 0x01), (0x21, !0x40u8 as u32)] {
+        pc.io_write(p, 1, v);
+    }
+    assert_eq!(pc.io_read(0x3F4, 1), 0x80, "MSR through the board");
+    assert_eq!(pc.io_read(0x3F6, 1), 0xFF, "0x3F6 is not the FDC's");
+    pc.io_write(0x3F2, 1, 0x00);
+    assert!(!pc.intr_pending());
+    pc.io_write(0x3F2, 1, 0x0C);
+    assert!(pc.intr_pending(), "reset interrupt on IRQ 6");
+    assert_eq!(pc.intr_ack(), 0x08 + 6);
+    pc.io_write(0x3F5, 1, 0x08);
+    assert_eq!(pc.io_read(0x3F5, 1), 0xC0);
+    assert_eq!(pc.io_read(0x3F7, 1) & 0x80, 0x80, "disk change: drive empty");
+}
