@@ -10,9 +10,11 @@
 #   linux-disk.img       raw disk: syslinux MBR -> FAT16 partition -> syslinux -> same kernel/initrd
 #   grub-rescue.iso      grub-mkrescue ISO (El Torito) with a menu, on VGA and serial
 #   memtest86+ia32.bin   memtest86+ (Linux boot protocol image, loadable with -kernel)
-#   initrd-floppy.cpio.gz  busybox initramfs for vmlinuz-686 that loads floppy.ko (from the same
-#                        kernel package), prints the md5sum of /dev/fd0, writes a pattern to
-#                        sectors 2015-2016 (a cylinder boundary), reads it back and powers off
+#   initrd-floppy-ab.cpio.gz  busybox initramfs for vmlinuz-686 that loads floppy.ko (from the
+#                        same kernel package), prints the md5sum of /dev/fd0, writes a pattern to
+#                        sectors 2015-2016 (a cylinder boundary) and reads it back; then, if there
+#                        is a drive B, prints the md5sum of /dev/fd1 and tries to write to it;
+#                        powers off
 #   floppy-memtest.img   1.44M FAT12 floppy: syslinux boot sector -> syslinux (serial console)
 #                        -> memtest86+ (KERNEL) with console=ttyS0,115200
 set -euo pipefail
@@ -139,8 +141,8 @@ CFG
   mv "$fimg" "$out/floppy-memtest.img"
 fi
 
-if [ ! -s "$out/initrd-floppy.cpio.gz" ]; then
-  log "initrd-floppy.cpio.gz (busybox + floppy.ko)"
+if [ ! -s "$out/initrd-floppy-ab.cpio.gz" ]; then
+  log "initrd-floppy-ab.cpio.gz (busybox + floppy.ko)"
   ensure_i386_lists
   kpkg=$(apt-cache depends linux-image-686:i386 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
   [ -n "$kpkg" ] || { log "cannot resolve linux-image-686:i386"; exit 1; }
@@ -177,10 +179,19 @@ fi
 echo 3 > /proc/sys/vm/drop_caches
 back=$(dd if=/dev/fd0 bs=512 skip=2015 count=2 2>/dev/null | md5sum)
 echo "VESSEL-FD0-READBACK ${back%% *} END"
+if [ -b /dev/fd1 ]; then
+  sum=$(md5sum < /dev/fd1)
+  echo "VESSEL-FD1-MD5 ${sum%% *} END"
+  if dd if=/tmp/pattern of=/dev/fd1 bs=512 seek=10 conv=notrunc,fsync 2>/dev/null; then
+    echo "VESSEL-FD1-WRITE-ALLOWED"
+  else
+    echo "VESSEL-FD1-WRITE-REFUSED"
+  fi
+fi
 poweroff -f
 INIT
   chmod +x "$fir/init"
-  (cd "$fir" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initrd-floppy.cpio.gz"
+  (cd "$fir" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initrd-floppy-ab.cpio.gz"
 fi
 
 ls -la "$out" >&2

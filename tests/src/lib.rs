@@ -88,7 +88,7 @@ pub fn guests_dir() -> PathBuf {
         "grub-rescue.iso",
         "memtest86+ia32.bin",
         "floppy-memtest.img",
-        "initrd-floppy.cpio.gz",
+        "initrd-floppy-ab.cpio.gz",
     ];
     if !needed.iter().all(|f| out.join(f).exists()) {
         let status = Command::new("bash")

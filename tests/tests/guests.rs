@@ -161,11 +161,13 @@ fn host_md5(data: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
 }
 
-/// Linux's own floppy driver (floppy.ko: FDC probe, CMOS drive type, ISA DMA reads and writes)
-/// on a 1.44M image of pseudo-random bytes, on QEMU and on Vessel, each with its own copy: the
-/// guest's md5sum of /dev/fd0 must be the host's md5 of the image, and the 1 KiB pattern it writes
-/// at sectors 2015-2016 (cylinder 55 head 1 sector 18, then cylinder 56) must be in the file after
-/// the guest powers off, with every other byte unchanged.
+/// Linux's own floppy driver (floppy.ko: FDC probe, CMOS drive types, ISA DMA reads and writes,
+/// media autodetection by data rate) on QEMU and on Vessel, each with its own copies of the
+/// images. Drive A: a writable 1.44M image of pseudo-random bytes; the guest's md5sum of /dev/fd0
+/// must be the host's md5 of the image, and the 1 KiB pattern it writes at sectors 2015-2016
+/// (cylinder 55 head 1 sector 18, then cylinder 56) must be in the file after the guest powers
+/// off, with every other byte unchanged. Drive B: a read-only 720K image (250 kb/s: the driver
+/// first tries 1.44M at 500 kb/s) whose md5sum must match, and which refuses writes (ST3 WP).
 #[test]
 fn linux_floppy_driver_read_write() {
     let mut x = 0x9E37_79B9u32;
@@ -177,33 +179,43 @@ fn linux_floppy_driver_read_write() {
             (x >> 24) as u8
         })
         .collect();
+    let image_b: Vec<u8> = image.iter().rev().take(737_280).map(|b| b ^ 0x5A).collect();
     let pattern: Vec<u8> = b"VESSEL-FLOPPY-PATTERN\n".iter().copied().cycle().take(1024).collect();
     let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
     let md5_marker = leak(format!("VESSEL-FD0-MD5 {} END", host_md5(&image)));
     let back_marker = leak(format!("VESSEL-FD0-READBACK {} END", host_md5(&pattern)));
+    let md5_b_marker = leak(format!("VESSEL-FD1-MD5 {} END", host_md5(&image_b)));
     let script = [
         Step::Expect("VESSEL-FLOPPY-INIT"),
-        Step::Expect("Floppy drive(s): fd0 is 1.44M"),
+        Step::Expect("Floppy drive(s): fd0 is 1.44M, fd1 is 1.44M"),
         Step::Expect("FDC 0 is a S82078B"),
         Step::Expect(md5_marker),
         Step::Expect("VESSEL-FD0-WRITTEN"),
         Step::Expect(back_marker),
+        Step::Expect(md5_b_marker),
+        Step::Expect("VESSEL-FD1-WRITE-REFUSED"),
         Step::Expect("reboot: Power down"),
     ];
     for emu in [Emulator::Qemu, Emulator::Vessel] {
         let path = std::env::temp_dir().join(format!("vessel-linux-floppy-{}-{}.img", std::process::id(), emu.name()));
         std::fs::write(&path, &image).unwrap();
+        let path_b = path.with_extension("b.img");
+        std::fs::write(&path_b, &image_b).unwrap();
         let args: Vec<String> = vec![
             "-nographic".into(), "-nic".into(), "none".into(), "-m".into(), "128".into(),
-            "-kernel".into(), guest("vmlinuz-686"), "-initrd".into(), guest("initrd-floppy.cpio.gz"),
+            "-kernel".into(), guest("vmlinuz-686"), "-initrd".into(), guest("initrd-floppy-ab.cpio.gz"),
             "-append".into(), "console=ttyS0 panic=-1".into(),
             "-drive".into(), format!("file={},if=floppy,format=raw", path.display()),
+            "-drive".into(), format!("file={},if=floppy,index=1,format=raw,readonly=on", path_b.display()),
         ];
         let t = run(emu, &strs(&args), &script, T_LINUX);
         println!("{}", t.report());
         t.assert_ok();
         let after = std::fs::read(&path).unwrap();
+        let after_b = std::fs::read(&path_b).unwrap();
         let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&path_b);
+        assert!(after_b == image_b, "{}: read-only drive B changed", emu.name());
         let (a, b) = (2015 * 512, 2017 * 512);
         assert_eq!(after.len(), image.len());
         assert!(after[a..b] == pattern[..], "{}: pattern not in the image", emu.name());

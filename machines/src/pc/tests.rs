@@ -196,4 +196,19 @@ fn floppy_controller_ports_irq6_and_cmos() {
     pc.io_write(0x3F5, 1, 0x08);
     assert_eq!(pc.io_read(0x3F5, 1), 0xC0);
     assert_eq!(pc.io_read(0x3F7, 1) & 0x80, 0x80, "disk change: drive empty");
+    // the engine's media interface (monitor `info block`, `change`, `eject`)
+    let info = pc.block_info();
+    assert_eq!(info.len(), 1);
+    assert_eq!((info[0].device.as_str(), info[0].removable, info[0].file.is_none()), ("floppy0", true, true));
+    let img = std::env::temp_dir().join(format!("vessel-pc-floppy-{}.img", std::process::id()));
+    std::fs::write(&img, vec![0xF6u8; 1_474_560]).unwrap();
+    pc.change_media("floppy0", Some(&img)).unwrap();
+    assert_eq!(pc.block_info()[0].file.as_deref(), Some(img.as_path()));
+    assert!(pc.change_media("floppy1", None).is_err(), "no drive B");
+    std::fs::write(&img, vec![0u8; 4096]).unwrap();
+    let e = pc.change_media("floppy0", Some(&img)).unwrap_err().to_string();
+    assert!(e.contains(&*img.to_string_lossy()) && e.contains("4096 bytes"), "{e}");
+    let _ = std::fs::remove_file(&img);
+    pc.change_media("floppy0", None).unwrap();
+    assert_eq!(pc.block_info()[0].file, None);
 }
