@@ -1,7 +1,7 @@
 //! Client for a VM's control socket: the QEMU-HMP-like monitor `vessel run -monitor
 //! unix:PATH,server,nowait` serves (docs/monitor.md). Plain text over a Unix stream socket:
-//! a banner ending in the `(qemu) ` prompt, then one command per line, each answered by its output
-//! and the next prompt.
+//! a greeting ending in the prompt (`(vessel) `; QEMU's is `(qemu) `), then one command per line,
+//! each answered by its output and the next prompt (the end-of-reply marker).
 //!
 //! The client tolerates QEMU's line editor, which echoes the command back with cursor escape
 //! sequences (`\x1b[K`, `\x1b[D`): escapes are removed and an echo line that ends with the
@@ -13,7 +13,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const PROMPT: &str = "(qemu) ";
+/// Vessel's prompt, then QEMU's.
+pub const PROMPTS: [&str; 2] = ["(vessel) ", "(qemu) "];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -63,8 +64,8 @@ impl Monitor {
                 return Err(ControlError::Closed { path: self.path.clone() });
             }
             buf.extend_from_slice(&chunk[..n]);
-            if buf.ends_with(PROMPT.as_bytes()) {
-                buf.truncate(buf.len() - PROMPT.len());
+            if let Some(p) = PROMPTS.iter().find(|p| buf.ends_with(p.as_bytes())) {
+                buf.truncate(buf.len() - p.len());
                 return Ok(String::from_utf8_lossy(&buf).into_owned());
             }
         }
@@ -78,6 +79,7 @@ impl Monitor {
             .map_err(|source| ControlError::Io { path: self.path.clone(), source })?;
         let raw = self.read_to_prompt()?;
         let out = clean_output(&raw, cmd);
+        // Vessel: `Error: ...` (also for unknown commands); QEMU: `unknown command: 'x'` bare
         if let Some(l) = out.lines().find(|l| l.starts_with("Error:") || l.starts_with("unknown command")) {
             return Err(ControlError::Command {
                 path: self.path.clone(),
