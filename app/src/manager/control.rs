@@ -172,6 +172,52 @@ mod tests {
         assert_eq!(clean_output("s\x1b[K\x1b[Dstop\x1b[K\r\n", "stop"), "");
     }
 
+    /// The client against Vessel's own monitor (`vessel run -monitor unix:...`).
+    #[test]
+    fn drives_vessel_monitor() {
+        let dir = std::env::temp_dir().join(format!("vessel-mon-v-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("vessel.sock");
+        let mut vm = std::process::Command::new(super::super::tests::vessel_exe())
+            .args(["run", "-m", "16", "-display", "none", "-serial", "none", "-monitor"])
+            .arg(format!("unix:{},server,nowait", sock.display()))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        let mut m = loop {
+            match Monitor::connect(&sock, Duration::from_secs(5)) {
+                Ok(m) => break m,
+                Err(e) => {
+                    assert!(t0.elapsed() < Duration::from_secs(20), "{e}");
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+            }
+        };
+        assert_eq!(m.status().unwrap(), RunState::Running);
+        m.stop().unwrap();
+        assert_eq!(m.status().unwrap(), RunState::Paused);
+        m.cont().unwrap();
+        assert_eq!(m.status().unwrap(), RunState::Running);
+        // SeaBIOS draws its text screen: wait for some non-black pixels
+        let ppm = dir.join("screen.ppm");
+        let t0 = std::time::Instant::now();
+        loop {
+            m.screendump(&ppm).unwrap();
+            let img = super::super::thumbnail::read_image(&ppm).unwrap();
+            if img.rgb.iter().any(|&v| v > 0) {
+                assert!(img.width >= 320 && img.height >= 200, "{}x{}", img.width, img.height);
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "the screen stayed black");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(matches!(m.command("no_such_command"), Err(ControlError::Command { .. })));
+        m.quit().unwrap();
+        assert!(vm.wait().unwrap().success());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     /// The client against the real reference: QEMU's own HMP monitor on a Unix socket.
     #[test]
     fn drives_qemu_monitor() {

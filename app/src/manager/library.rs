@@ -110,10 +110,10 @@ pub fn state_label(s: &VmState) -> String {
         VmState::Running => gettext("Running"),
         VmState::Paused => gettext("Paused"),
         VmState::Stopping => gettext("Stopping…"),
-        VmState::Failed { code, message } => {
-            let code = code.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
-            gettext("Failed (exit status {code}): {message}").replace("{code}", &code).replace("{message}", message)
+        VmState::Failed { code: Some(code), message } => {
+            gettext("Failed (exit status {code}): {message}").replace("{code}", &code.to_string()).replace("{message}", message)
         }
+        VmState::Failed { code: None, message } => gettext("Failed: {message}").replace("{message}", message),
     }
 }
 
@@ -144,6 +144,12 @@ impl Library {
         self.broken = listing.errors.iter().map(|e| e.to_string()).collect();
         self.states.retain(|n, _| self.vms.iter().any(|v| &v.profile.name == n));
         self.generation += 1;
+    }
+
+    /// The process id of a running VM's `vessel run`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.procs.get(name).map(|p| p.pid())
     }
 
     pub fn state(&self, name: &str) -> VmState {
@@ -466,11 +472,18 @@ fn update_thumbnail(r: &Row, store: &Store) {
     }
     r.thumb_mtime.set(mtime);
     match mtime.map(|_| super::thumbnail::read_image(&path)) {
-        Some(Ok(img)) => r.thumbnail.set_paintable(Some(&super::thumbnail::to_texture(&img))),
+        Some(Ok(img)) => {
+            let small = super::thumbnail::scale_to_fit(&img, THUMB_W, THUMB_H);
+            r.thumbnail.set_paintable(Some(&super::thumbnail::to_texture(&small)))
+        }
         Some(Err(e)) => tracing::debug!("thumbnail: {e:#}"),
         None => r.thumbnail.set_paintable(None::<&gtk::gdk::Paintable>),
     }
 }
+
+/// Thumbnail box (4:3 like most guest modes; 720x400 text mode fits with bars).
+const THUMB_W: u32 = 160;
+const THUMB_H: u32 = 120;
 
 fn icon_button(icon: &str, tooltip: &str) -> gtk::Button {
     let b = gtk::Button::from_icon_name(icon);
@@ -490,8 +503,8 @@ fn build_row(vm: &VmEntry, _store: &Store, sender: &ComponentSender<Library>) ->
 
     let thumbnail = gtk::Picture::new();
     thumbnail.set_content_fit(gtk::ContentFit::Contain);
-    thumbnail.set_can_shrink(true);
-    thumbnail.set_size_request(128, 96);
+    thumbnail.set_can_shrink(false);
+    thumbnail.set_size_request(THUMB_W as i32, THUMB_H as i32);
     thumbnail.add_css_class("vm-thumbnail");
     thumbnail.set_alternative_text(Some(&gettext("Last screen of {name}").replace("{name}", &name)));
     hbox.append(&thumbnail);

@@ -98,7 +98,7 @@ fn save_png(w: &impl IsA<gtk::Widget>, path: &Path) {
     tex.save_to_png(path).unwrap();
 }
 
-fn vessel_exe() -> PathBuf {
+pub(super) fn vessel_exe() -> PathBuf {
     if let Some(e) = std::env::var_os("VESSEL_EXE") {
         return e.into();
     }
@@ -358,6 +358,30 @@ fn manager_drives_wizard_settings_delete_and_vms_under_xvfb() {
         r.stop.emit_clicked();
         pump_until("Empty stopped", Duration::from_secs(20), || lib.model().state("Empty") == VmState::Stopped);
         assert!(!super::vmproc::socket_path(&store, "Empty").exists());
+        assert!(r.start.is_sensitive() && r.delete.is_sensitive());
+
+        // a VM process that dies (SIGKILL, as a crash would) is reported; the manager carries on
+        r.start.emit_clicked();
+        pump_until("Empty to run again", Duration::from_secs(60), || lib.model().state("Empty") == VmState::Running);
+        let pid = lib.model().pid("Empty").unwrap();
+        let st = Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+        assert!(st.success());
+        pump_until("the crash to show", Duration::from_secs(10), || matches!(lib.model().state("Empty"), VmState::Failed { .. }));
+        assert!(r.state.text().contains("signal 9"), "{}", r.state.text());
+        assert!(r.start.is_sensitive());
+
+        // `vessel run` refusing a profile (sound is not emulated) shows its error, nothing hangs
+        row(&lib, "Existing").settings.emit_clicked();
+        pump_until("the settings window", Duration::from_secs(5), || lib.model().settings.is_some());
+        let s = lib.model().settings.as_ref().unwrap().widgets().clone();
+        s.sound.set_selected(1);
+        s.save.emit_clicked();
+        pump_until("settings to close", Duration::from_secs(5), || lib.model().settings.is_none());
+        row(&lib, "Existing").start.emit_clicked();
+        pump_until("the refusal", Duration::from_secs(20), || matches!(lib.model().state("Existing"), VmState::Failed { .. }));
+        let VmState::Failed { code, message } = lib.model().state("Existing") else { unreachable!() };
+        assert!(code.is_some_and(|c| c != 0) && message.to_lowercase().contains("sound"), "{code:?} {message}");
+        assert!(row(&lib, "Existing").state.text().contains(&message));
     } else {
         eprintln!("NOTE: `vessel run` has no --profile yet; the start/pause/stop part did not run");
         save_png(&win, &shots.join("manager-library.png"));

@@ -82,6 +82,31 @@ fn read_png(data: &[u8]) -> Result<RgbImage> {
     Ok(RgbImage { width: w, height: h, rgb })
 }
 
+/// Box-filtered downscale so the image fits `max_w` x `max_h` (never enlarged).
+pub fn scale_to_fit(img: &RgbImage, max_w: u32, max_h: u32) -> RgbImage {
+    let f = (max_w as f64 / img.width as f64).min(max_h as f64 / img.height as f64).min(1.0);
+    let (w, h) = (((img.width as f64 * f).round() as u32).max(1), ((img.height as f64 * f).round() as u32).max(1));
+    let mut rgb = Vec::with_capacity(w as usize * h as usize * 3);
+    for y in 0..h {
+        let (y0, y1) = (y * img.height / h, ((y + 1) * img.height / h).max(y * img.height / h + 1));
+        for x in 0..w {
+            let (x0, x1) = (x * img.width / w, ((x + 1) * img.width / w).max(x * img.width / w + 1));
+            let mut sum = [0u32; 3];
+            for sy in y0..y1 {
+                for sx in x0..x1 {
+                    let i = (sy as usize * img.width as usize + sx as usize) * 3;
+                    for c in 0..3 {
+                        sum[c] += img.rgb[i + c] as u32;
+                    }
+                }
+            }
+            let n = (y1 - y0) * (x1 - x0);
+            rgb.extend(sum.iter().map(|s| (s / n) as u8));
+        }
+    }
+    RgbImage { width: w, height: h, rgb }
+}
+
 /// A GDK texture of the image (for `gtk::Picture`).
 pub fn to_texture(img: &RgbImage) -> relm4::gtk::gdk::Texture {
     use relm4::gtk::{gdk, glib};
@@ -99,5 +124,21 @@ mod tests {
         let i = super::parse_ppm(&d).unwrap();
         assert_eq!((i.width, i.height, i.rgb), (2, 1, vec![1, 2, 3, 4, 5, 6]));
         assert!(super::parse_ppm(b"P6 4 4 255\n\0\0").is_err());
+    }
+
+    #[test]
+    fn downscale_averages() {
+        // 4x2: left half black, right half white -> 2x1: black, white; 720x400 -> 160x89
+        let mut rgb = Vec::new();
+        for _ in 0..2 {
+            rgb.extend_from_slice(&[0; 6]);
+            rgb.extend_from_slice(&[255; 6]);
+        }
+        let s = super::scale_to_fit(&super::RgbImage { width: 4, height: 2, rgb }, 2, 2);
+        assert_eq!((s.width, s.height, s.rgb), (2, 1, vec![0, 0, 0, 255, 255, 255]));
+        let big = super::RgbImage { width: 720, height: 400, rgb: vec![7; 720 * 400 * 3] };
+        let s = super::scale_to_fit(&big, 160, 120);
+        assert_eq!((s.width, s.height), (160, 89));
+        assert!(s.rgb.iter().all(|&v| v == 7));
     }
 }

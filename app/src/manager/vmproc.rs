@@ -93,6 +93,10 @@ impl VmProcess {
         })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn monitor(&mut self) -> Result<&mut Monitor, ControlError> {
         if self.monitor.is_none() {
             self.monitor = Some(Monitor::connect(&self.socket, IO_TIMEOUT)?);
@@ -107,8 +111,20 @@ impl VmProcess {
                 if st.success() {
                     return VmState::Stopped;
                 }
+                use std::os::unix::process::ExitStatusExt;
                 let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-                let message = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+                // `vessel run` reports a refusal as `Error: ...` (anyhow); else the last line
+                let last = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Error: "))
+                    .or_else(|| text.lines().rev().find(|l| !l.trim().is_empty()))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                let message = match st.signal() {
+                    Some(sig) => format!("killed by signal {sig}"),
+                    None => last,
+                };
                 return VmState::Failed { code: st.code(), message };
             }
             Ok(None) => {}
