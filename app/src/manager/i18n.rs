@@ -14,7 +14,7 @@ pub fn locale_dir() -> PathBuf {
     }
     if let Some(prefix) = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.to_path_buf())) {
         let d = prefix.join("share/locale");
-        if d.join("de/LC_MESSAGES/vessel.mo").exists() {
+        if d.is_dir() {
             return d;
         }
     }
