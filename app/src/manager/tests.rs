@@ -325,7 +325,8 @@ fn manager_drives_wizard_settings_delete_and_vms_under_xvfb() {
 
     // --- a VM with no media runs in its own `vessel run`; its state comes from the control socket ---
     let help = Command::new(&exe).args(["run", "--help"]).output().unwrap();
-    if String::from_utf8_lossy(&help.stdout).contains("--profile") {
+    let help_text = String::from_utf8_lossy(&help.stdout).into_owned();
+    if help_text.contains("--profile") {
         let (w, _) = open_wizard(&lib);
         w.media_iso.set_active(true);
         w.media_empty.set_active(true);
@@ -347,6 +348,38 @@ fn manager_drives_wizard_settings_delete_and_vms_under_xvfb() {
         pump_until("a thumbnail", Duration::from_secs(30), || r.thumbnail.paintable().is_some());
         r.pause.emit_clicked();
         pump_until("Empty paused", Duration::from_secs(10), || lib.model().state("Empty") == VmState::Paused);
+        if help_text.contains("--scale") {
+            // `vessel run` opened its own guest window on our display; paused, the VM's reported
+            // framebuffer (the screendump the manager saves) must be what the window shows
+            let mut id = None;
+            pump_until("the guest window", Duration::from_secs(30), || {
+                id = find_window(&x.display, "Empty — Vessel").or_else(|| find_window(&x.display, "Empty"));
+                id.is_some()
+            });
+            let id = id.unwrap();
+            let screen = super::vmproc::screen_path(&store, "Empty");
+            let paused_at = std::time::SystemTime::now();
+            pump_until("a screendump after the pause", Duration::from_secs(10), || {
+                std::fs::metadata(&screen).and_then(|m| m.modified()).is_ok_and(|t| t > paused_at)
+            });
+            pump_for(300);
+            let fb = super::thumbnail::read_image(&screen).unwrap();
+            let shown = capture_window(&x.display, &id);
+            assert!(shown.width >= fb.width && shown.height >= fb.height, "window {}x{} < guest {}x{}", shown.width, shown.height, fb.width, fb.height);
+            let d = picture_difference(&fb, &shown);
+            let mut flipped = fb.clone();
+            let row_len = fb.width as usize * 3;
+            for (y, chunk) in fb.rgb.chunks(row_len).rev().enumerate() {
+                flipped.rgb[y * row_len..(y + 1) * row_len].copy_from_slice(chunk);
+            }
+            let d_flipped = picture_difference(&flipped, &shown);
+            eprintln!("guest window {}x{} vs framebuffer {}x{}: difference {d:.1} (flipped: {d_flipped:.1})", shown.width, shown.height, fb.width, fb.height);
+            assert!(d < 12.0 && d_flipped > 2.0 * d.max(4.0), "window and framebuffer differ: {d:.1} (flipped {d_flipped:.1})");
+            let f = std::fs::File::create(shots.join("manager-guest-window.png")).unwrap();
+            let mut enc = png::Encoder::new(std::io::BufWriter::new(f), shown.width, shown.height);
+            enc.set_color(png::ColorType::Rgb);
+            enc.write_header().unwrap().write_image_data(&shown.rgb).unwrap();
+        }
         // polls keep asking the VM: still paused a second later
         let t0 = Instant::now();
         pump_until("polls", Duration::from_secs(5), || t0.elapsed() > Duration::from_millis(1200));
@@ -412,4 +445,88 @@ fn manager_drives_wizard_settings_delete_and_vms_under_xvfb() {
     pump();
     drop(lib);
     std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// The X window id of the first top-level window whose title starts with `prefix`.
+fn find_window(display: &str, prefix: &str) -> Option<String> {
+    let out = Command::new("xwininfo").args(["-display", display, "-root", "-tree"]).output().expect("xwininfo (x11-utils)");
+    // `     0x200007 "Empty — Vessel (running)": ("vessel" "vessel")  720x400+0+0  +0+0`
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let (id, rest) = l.trim().split_once(' ')?;
+        rest.starts_with(&format!("\"{prefix}")).then(|| id.to_string())
+    })
+}
+
+/// What the X server shows for a window (`xwd`, ZPixmap, 24/32 bits per pixel).
+fn capture_window(display: &str, id: &str) -> super::thumbnail::RgbImage {
+    let out = Command::new("xwd").args(["-display", display, "-id", id, "-silent"]).output().expect("xwd (x11-apps)");
+    assert!(out.status.success(), "xwd: {}", String::from_utf8_lossy(&out.stderr));
+    parse_xwd(&out.stdout)
+}
+
+fn parse_xwd(d: &[u8]) -> super::thumbnail::RgbImage {
+    let be = |i: usize| u32::from_be_bytes(d[i * 4..i * 4 + 4].try_into().unwrap());
+    let (header_size, format, width, height) = (be(0) as usize, be(2), be(4), be(5));
+    let (byte_order, bpp, bpl) = (be(7), be(11) as usize, be(12) as usize);
+    let masks = [be(14), be(15), be(16)];
+    let ncolors = be(19) as usize;
+    assert_eq!(format, 2, "ZPixmap");
+    assert!(bpp == 32 || bpp == 24, "{bpp} bits per pixel");
+    let data = &d[header_size + ncolors * 12..];
+    let mut rgb = Vec::with_capacity(width as usize * height as usize * 3);
+    for y in 0..height as usize {
+        for x in 0..width as usize {
+            let o = y * bpl + x * bpp / 8;
+            let mut b = [0u8; 4];
+            b[..bpp / 8].copy_from_slice(&data[o..o + bpp / 8]);
+            let p = if byte_order == 0 { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) >> (32 - bpp) };
+            for m in masks {
+                rgb.push(((p & m) >> m.trailing_zeros()) as u8);
+            }
+        }
+    }
+    super::thumbnail::RgbImage { width, height, rgb }
+}
+
+/// The part of an image that is not (near) black: the guest picture without letterbox bars.
+fn content(img: &super::thumbnail::RgbImage) -> super::thumbnail::RgbImage {
+    let (w, h) = (img.width as usize, img.height as usize);
+    let lit = |x: usize, y: usize| img.rgb[(y * w + x) * 3..(y * w + x) * 3 + 3].iter().any(|&v| v > 48);
+    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+    for y in 0..h {
+        for x in 0..w {
+            if lit(x, y) {
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
+            }
+        }
+    }
+    assert!(x1 > x0 && y1 > y0, "the image is black");
+    let mut rgb = Vec::new();
+    for y in y0..y1 {
+        rgb.extend_from_slice(&img.rgb[(y * w + x0) * 3..(y * w + x1) * 3]);
+    }
+    super::thumbnail::RgbImage { width: (x1 - x0) as u32, height: (y1 - y0) as u32, rgb }
+}
+
+/// Mean absolute difference (0-255) of two images' lit parts, both reduced to the same grid.
+fn picture_difference(a: &super::thumbnail::RgbImage, b: &super::thumbnail::RgbImage) -> f64 {
+    let (ca, cb) = (content(a), content(b));
+    let grid = |c: &super::thumbnail::RgbImage| {
+        // exact grid: stretch to 64x32 cells (box filter on a scaled-up copy is overkill here)
+        let (gw, gh) = (64usize, 32usize);
+        let mut v = vec![0f64; gw * gh];
+        let mut n = vec![0f64; gw * gh];
+        for y in 0..c.height as usize {
+            for x in 0..c.width as usize {
+                let i = (y * c.width as usize + x) * 3;
+                let g = (c.rgb[i] as f64 + c.rgb[i + 1] as f64 + c.rgb[i + 2] as f64) / 3.0;
+                let cell = (y * gh / c.height as usize) * gw + x * gw / c.width as usize;
+                v[cell] += g;
+                n[cell] += 1.0;
+            }
+        }
+        v.iter().zip(&n).map(|(s, n)| if *n > 0.0 { s / n } else { 0.0 }).collect::<Vec<_>>()
+    };
+    let (ga, gb) = (grid(&ca), grid(&cb));
+    ga.iter().zip(&gb).map(|(x, y)| (x - y).abs()).sum::<f64>() / ga.len() as f64
 }
