@@ -186,6 +186,16 @@ fn manager_drives_wizard_settings_delete_and_vms_under_xvfb() {
     win.present();
     pump_until("the library window", Duration::from_secs(10), || win.is_mapped() && win.width() > 100);
 
+    // what the X server shows for the manager's window is what GTK drew (checks the xwd capture
+    // used for the guest window below)
+    let id = find_window(&x.display, "Vessel\"").expect("the manager's window on the X display");
+    let shown = capture_window(&x.display, &id);
+    save_png(&win, &tmp.join("library-drawn.png"));
+    let drawn = super::thumbnail::read_image(&tmp.join("library-drawn.png")).unwrap();
+    let d = picture_difference(&drawn, &shown);
+    eprintln!("manager window {}x{} on X vs drawn {}x{}: difference {d:.1}", shown.width, shown.height, drawn.width, drawn.height);
+    assert!(d < 4.0, "difference {d:.1}");
+
     // the broken profile is a problem, the good one is still listed
     let problems = label_texts(&lib.widgets().problems);
     assert_eq!(problems.len(), 1, "{problems:?}");
