@@ -154,23 +154,44 @@ fn label_texts(b: &gtk::Box) -> Vec<String> {
     out
 }
 
+/// Runs [`gui_session`] in a child process of this test binary with the display and the data
+/// directory set for it alone, so no other test in the binary sees DISPLAY or XDG_DATA_HOME
+/// change; the child's output is shown when it fails.
 #[test]
 fn manager_drives_wizard_settings_delete_and_vms_under_xvfb() {
     let x = Xvfb::start();
     let tmp = std::env::temp_dir().join(format!("vessel-manager-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["manager::tests::gui_session", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("DISPLAY", &x.display)
+        .env_remove("WAYLAND_DISPLAY")
+        .env("GDK_BACKEND", "x11")
+        .env("GSK_RENDERER", "cairo")
+        .env("GTK_A11Y", "none")
+        .env("NO_AT_BRIDGE", "1")
+        .env("XDG_DATA_HOME", tmp.join("data"))
+        .env("VESSEL_GUI_TEST_DIR", &tmp)
+        .env("VESSEL_EXE", vessel_exe())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "the GUI session failed:\n{text}");
+    for l in text.lines().filter(|l| l.contains("difference") || l.starts_with("NOTE")) {
+        eprintln!("{l}");
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+#[test]
+#[ignore = "run by manager_drives_wizard_settings_delete_and_vms_under_xvfb in its own process"]
+fn gui_session() {
+    let tmp = PathBuf::from(std::env::var_os("VESSEL_GUI_TEST_DIR").expect("started by manager_drives_wizard_settings_delete_and_vms_under_xvfb"));
+    let display = std::env::var("DISPLAY").unwrap();
     let shots = std::env::var_os("VESSEL_SCREENSHOT_DIR").map(PathBuf::from).unwrap_or_else(|| tmp.join("shots"));
     std::fs::create_dir_all(&shots).unwrap();
     let exe = vessel_exe();
-    // SAFETY (edition 2021 set_var): the only test in this binary that reads these variables.
-    std::env::set_var("DISPLAY", &x.display);
-    std::env::remove_var("WAYLAND_DISPLAY");
-    std::env::set_var("GDK_BACKEND", "x11");
-    std::env::set_var("GSK_RENDERER", "cairo");
-    std::env::set_var("GTK_A11Y", "none");
-    std::env::set_var("NO_AT_BRIDGE", "1");
-    std::env::set_var("XDG_DATA_HOME", tmp.join("data"));
     let store = Store::open_default().unwrap();
     assert_eq!(store.root(), tmp.join("data/vessel"));
 
@@ -188,8 +209,8 @@ fn manager_drives_wizard_settings_delete_and_vms_under_xvfb() {
 
     // what the X server shows for the manager's window is what GTK drew (checks the xwd capture
     // used for the guest window below)
-    let id = find_window(&x.display, "Vessel\"").expect("the manager's window on the X display");
-    let shown = capture_window(&x.display, &id);
+    let id = find_window(&display, "Vessel\"").expect("the manager's window on the X display");
+    let shown = capture_window(&display, &id);
     save_png(&win, &tmp.join("library-drawn.png"));
     let drawn = super::thumbnail::read_image(&tmp.join("library-drawn.png")).unwrap();
     let d = picture_difference(&drawn, &shown);
@@ -363,7 +384,7 @@ fn manager_drives_wizard_settings_delete_and_vms_under_xvfb() {
             // framebuffer (the screendump the manager saves) must be what the window shows
             let mut id = None;
             pump_until("the guest window", Duration::from_secs(30), || {
-                id = find_window(&x.display, "Empty — Vessel").or_else(|| find_window(&x.display, "Empty"));
+                id = find_window(&display, "Empty — Vessel").or_else(|| find_window(&display, "Empty"));
                 id.is_some()
             });
             let id = id.unwrap();
@@ -374,7 +395,7 @@ fn manager_drives_wizard_settings_delete_and_vms_under_xvfb() {
             });
             pump_for(300);
             let fb = super::thumbnail::read_image(&screen).unwrap();
-            let shown = capture_window(&x.display, &id);
+            let shown = capture_window(&display, &id);
             assert!(shown.width >= fb.width && shown.height >= fb.height, "window {}x{} < guest {}x{}", shown.width, shown.height, fb.width, fb.height);
             let d = picture_difference(&fb, &shown);
             let mut flipped = fb.clone();
