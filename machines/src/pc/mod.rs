@@ -190,7 +190,7 @@ impl Pc {
             },
             host: I440fx::new(),
             piix3: Piix3::new(),
-            pm: Piix4Pm::new(),
+            pm: Piix4Pm::with_cpus(cfg.cpus),
             pic: Pic::new(),
             pit: Pit::new(),
             rtc: Rtc::new(cfg.rtc_base_secs),
@@ -445,11 +445,15 @@ impl Pc {
         self.pic.set_irq(0, out0);
         let rtc_irq = self.rtc.update(now);
         self.pic.set_irq(8, rtc_irq);
+        let sci = self.pm.sci_level();
+        self.pm.poll_timer(now);
         if !self.ext.is_empty() {
             let mut ctx = IoCtx { ram: &mut self.ram, dma: &mut self.dma, now_ns: now };
             for e in &mut self.ext {
                 e.io().poll(&mut ctx);
             }
+            self.update_ext_irqs();
+        } else if sci != self.pm.sci_level() {
             self.update_ext_irqs();
         }
         self.last_poll_ns = now;
@@ -471,6 +475,10 @@ impl Pc {
                 }
                 Ext::Isa(d) => lines |= d.isa_irq_levels(),
             }
+        }
+        // ACPI SCI of the PIIX4 PM function: ISA IRQ 9, level (QEMU's `pc` wiring)
+        if self.pm.sci_level() {
+            lines |= 1 << 9;
         }
         let changed = lines ^ self.ext_lines;
         if changed != 0 {
@@ -721,6 +729,9 @@ impl Bus for Pc {
                 return self.pm.pm_read(self.clock.now_ns(), port - base, width);
             }
         }
+        if Piix4Pm::decodes_fixed(port) {
+            return self.pm.fixed_read(port, width);
+        }
         if matches!(port, 0x510 | 0x511 | 0x514..=0x51B) {
             return self.fw_cfg.io_read(port, width);
         }
@@ -758,8 +769,14 @@ impl Bus for Pc {
                 if self.pm.power_off {
                     self.exit = Some(MachineExit::PowerOff);
                 }
+                self.update_ext_irqs();
                 return;
             }
+        }
+        if Piix4Pm::decodes_fixed(port) {
+            self.pm.fixed_write(port, width, value);
+            self.update_ext_irqs();
+            return;
         }
         match (port, width) {
             (0xCF8, 4) => {

@@ -1,6 +1,21 @@
 //! PIIX4 power management function (00:01.3 on QEMU's `pc`): ACPI PM1 event/control registers,
 //! the 3.579545 MHz PM timer and the SMBus base register (no SMBus devices behind it).
 //!
+//! Beside the PM block, the fixed ports QEMU's PIIX4 PM decodes and the ACPI tables SeaBIOS
+//! generates describe (Vessel has no fw_cfg ACPI tables, so SeaBIOS's own DSDT is the guest's):
+//! - GPE0 block at 0xAFE0 (status, write-1-to-clear, then enable; 2 bytes each),
+//! - PCI hotplug at 0xAE00: PCIU (slots up) and PCID (slots down) read 0 — nothing is ever
+//!   hot-plugged here —, B0EJ (eject) writes are logged and ignored, RMV reads 0 (no slot is
+//!   removable), SEL selects bus 0,
+//! - CPU hotplug at 0xAF00: a 32-byte bitmap of present CPUs.
+//!
+//! Without them these ports read as all ones, which SeaBIOS's DSDT takes for "every GPE fired,
+//! every slot asked to eject, 256 CPUs present": Linux then ejected every PCI function but the
+//! host bridge at boot (its acpiphp driver obeys the eject requests), so no driver could bind.
+//!
+//! SCI (ISA IRQ 9, level, as on QEMU's `pc`) is asserted while an enabled PM1 event (power
+//! button, timer overflow, global lock) or an enabled GPE is pending.
+//!
 //! Guest power-off: writing PM1a_CNT with SLP_EN (bit 13) set and SLP_TYP = 0 (QEMU's S5 value in
 //! its DSDT, also what SeaBIOS's generated tables advertise) powers the machine off; the board then
 //! stops `run` with a power-off exit.
@@ -28,7 +43,37 @@ pub struct Piix4Pm {
     pub pm1_cnt: u16,
     /// Set when the guest asked for soft-off (S5); the board turns it into a power-off exit.
     pub power_off: bool,
+    /// GPE0 status (write 1 to clear) and enable registers.
+    #[serde(default)]
+    pub gpe_sts: u16,
+    #[serde(default)]
+    pub gpe_en: u16,
+    /// CPUs present, for the CPU hotplug bitmap.
+    #[serde(default = "one")]
+    pub cpus: u16,
+    /// Last PM timer value seen, to latch TMR_STS when bit 23 toggles.
+    #[serde(default)]
+    pub last_tmr: u32,
 }
+
+fn one() -> u16 {
+    1
+}
+
+/// Fixed port blocks (first port, length) decoded by the PM function besides its PMBA block.
+pub const GPE0_BASE: u16 = 0xAFE0;
+pub const GPE0_LEN: u16 = 4;
+pub const PCIHP_BASE: u16 = 0xAE00;
+pub const PCIHP_LEN: u16 = 0x14;
+pub const CPUHP_BASE: u16 = 0xAF00;
+pub const CPUHP_LEN: u16 = 0x20;
+
+/// PM1 status/enable bits that raise SCI: TMR (overflow), GBL, PWRBTN, RTC.
+pub const PM1_TMR: u16 = 1 << 0;
+pub const PM1_GBL: u16 = 1 << 5;
+pub const PM1_PWRBTN: u16 = 1 << 8;
+pub const PM1_RTC: u16 = 1 << 10;
+const PM1_SCI_EVENTS: u16 = PM1_TMR | PM1_GBL | PM1_PWRBTN | PM1_RTC;
 
 impl Default for Piix4Pm {
     fn default() -> Self {
@@ -50,7 +95,77 @@ impl Piix4Pm {
         // bit 1) the way QEMU does with `smm=off`, so SeaBIOS skips its SMI relocation handshake.
         config.bytes[DEVACTB + 3] = 0x02;
         config.set_writable(SMBHSTCFG, 1, 0xFF);
-        Piix4Pm { config, pm1_sts: 0, pm1_en: 0, pm1_cnt: 0, power_off: false }
+        Piix4Pm { config, pm1_sts: 0, pm1_en: 0, pm1_cnt: 0, power_off: false, gpe_sts: 0, gpe_en: 0, cpus: 1, last_tmr: 0 }
+    }
+
+    /// The PM function of a machine with `cpus` processors.
+    pub fn with_cpus(cpus: u16) -> Self {
+        Piix4Pm { cpus: cpus.max(1), ..Self::new() }
+    }
+
+    /// Level of the SCI line (ISA IRQ 9).
+    pub fn sci_level(&self) -> bool {
+        self.pm1_sts & self.pm1_en & PM1_SCI_EVENTS != 0 || self.gpe_sts & self.gpe_en != 0
+    }
+
+    /// Latch TMR_STS when the PM timer's bit 23 changed since the last look (every ~2.3 s).
+    pub fn poll_timer(&mut self, now_ns: u64) {
+        let t = Self::pm_timer(now_ns);
+        if (t ^ self.last_tmr) & 0x80_0000 != 0 {
+            self.pm1_sts |= PM1_TMR;
+        }
+        self.last_tmr = t;
+    }
+
+    /// Press the power button (the monitor's `system_powerdown`): PWRBTN_STS, SCI if enabled.
+    pub fn press_power_button(&mut self) {
+        self.pm1_sts |= PM1_PWRBTN;
+    }
+
+    /// Whether `port` is one of the fixed GPE / hotplug blocks.
+    pub fn decodes_fixed(port: u16) -> bool {
+        (GPE0_BASE..GPE0_BASE + GPE0_LEN).contains(&port)
+            || (PCIHP_BASE..PCIHP_BASE + PCIHP_LEN).contains(&port)
+            || (CPUHP_BASE..CPUHP_BASE + CPUHP_LEN).contains(&port)
+    }
+
+    /// Read of the fixed blocks, byte by byte (`width` bytes from `port`).
+    pub fn fixed_read(&self, port: u16, width: Width) -> u32 {
+        let mut v = 0u32;
+        for i in 0..width as u16 {
+            let p = port.wrapping_add(i);
+            let b = match p {
+                GPE0_BASE | 0xAFE1 => (self.gpe_sts >> (8 * (p - GPE0_BASE))) as u8,
+                0xAFE2 | 0xAFE3 => (self.gpe_en >> (8 * (p - GPE0_BASE - 2))) as u8,
+                p if (CPUHP_BASE..CPUHP_BASE + CPUHP_LEN).contains(&p) => {
+                    let first = (p - CPUHP_BASE) * 8;
+                    let present = |cpu: u16| cpu < self.cpus;
+                    (0..8).fold(0u8, |acc, bit| acc | (present(first + bit) as u8) << bit)
+                }
+                // PCIU, PCID, B0EJ, RMV, SEL: no hotplug activity, nothing removable, bus 0
+                _ => 0,
+            };
+            v |= (b as u32) << (8 * i);
+        }
+        v
+    }
+
+    pub fn fixed_write(&mut self, port: u16, width: Width, value: u32) {
+        for i in 0..width as u16 {
+            let p = port.wrapping_add(i);
+            let b = (value >> (8 * i)) as u8 as u16;
+            match p {
+                GPE0_BASE | 0xAFE1 => self.gpe_sts &= !(b << (8 * (p - GPE0_BASE))),
+                0xAFE2 | 0xAFE3 => {
+                    let sh = 8 * (p - GPE0_BASE - 2);
+                    self.gpe_en = (self.gpe_en & !(0xFF << sh)) | (b << sh);
+                }
+                0xAE08..=0xAE0B if b != 0 => {
+                    tracing::warn!(slot_bits = b << (8 * (p - 0xAE08)), "guest asked to eject a PCI slot; hotplug is not supported, ignored");
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Base of the 64-byte PM I/O block while enabled (PMREGMISC bit 0).
@@ -119,5 +234,55 @@ impl PciDevice for Piix4Pm {
     }
     fn config_mut(&mut self) -> &mut PciConfig {
         &mut self.config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_blocks_read_as_an_idle_machine_not_as_open_bus() {
+        let pm = Piix4Pm::with_cpus(2);
+        assert_eq!(pm.fixed_read(GPE0_BASE, 4), 0, "no GPE pending or enabled");
+        assert_eq!(pm.fixed_read(PCIHP_BASE, 4), 0, "PCIU: no slot came up");
+        assert_eq!(pm.fixed_read(PCIHP_BASE + 4, 4), 0, "PCID: no slot asks to go");
+        assert_eq!(pm.fixed_read(PCIHP_BASE + 0x0C, 4), 0, "RMV: nothing removable");
+        assert_eq!(pm.fixed_read(CPUHP_BASE, 1), 0b11, "CPUs 0 and 1 present");
+        assert_eq!(pm.fixed_read(CPUHP_BASE + 1, 4), 0);
+        assert!(!pm.sci_level());
+    }
+
+    #[test]
+    fn gpe_status_is_write_one_to_clear_and_raises_sci_only_when_enabled() {
+        let mut pm = Piix4Pm::new();
+        pm.gpe_sts = 0b10; // GPE 1 (PCI hotplug) pending
+        assert!(!pm.sci_level(), "disabled GPE");
+        pm.fixed_write(0xAFE2, 2, 0b10);
+        assert_eq!(pm.fixed_read(0xAFE2, 2), 0b10);
+        assert!(pm.sci_level());
+        pm.fixed_write(GPE0_BASE, 2, 0b01); // clears only bit 0
+        assert!(pm.sci_level());
+        pm.fixed_write(GPE0_BASE, 2, 0b10);
+        assert_eq!(pm.fixed_read(GPE0_BASE, 2), 0);
+        assert!(!pm.sci_level());
+    }
+
+    #[test]
+    fn power_button_and_timer_overflow_raise_sci_when_enabled() {
+        let mut pm = Piix4Pm::new();
+        pm.press_power_button();
+        assert!(!pm.sci_level(), "PWRBTN_EN clear");
+        pm.pm_write(2, 2, PM1_PWRBTN as u32);
+        assert!(pm.sci_level());
+        pm.pm_write(0, 2, PM1_PWRBTN as u32);
+        assert!(!pm.sci_level(), "status cleared by writing 1");
+        // bit 23 of the 3.58 MHz timer toggles after 2^23 ticks (~2.34 s)
+        let toggle_ns = (1u64 << 23) * 1_000_000_000 / PM_TIMER_HZ + 1;
+        pm.pm_write(2, 2, PM1_TMR as u32);
+        pm.poll_timer(1_000_000);
+        assert!(!pm.sci_level());
+        pm.poll_timer(toggle_ns + 1_000);
+        assert!(pm.sci_level(), "TMR_STS latched on the bit-23 change");
     }
 }
