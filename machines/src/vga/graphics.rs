@@ -41,6 +41,18 @@ impl Kind {
     }
 }
 
+/// 5- and 6-bit colour channels to 8 bits by replicating their top bits into the low ones, so
+/// full intensity is 255 (white stays white). QEMU's displayed (and screendumped) 16-bpp
+/// surfaces convert the same way.
+fn expand5(c: u16) -> u8 {
+    let c = (c & 0x1F) as u8;
+    (c << 3) | (c >> 2)
+}
+fn expand6(c: u16) -> u8 {
+    let c = (c & 0x3F) as u8;
+    (c << 2) | (c >> 4)
+}
+
 pub fn render(vga: &mut Vga, g: &GraphicsMode, full: bool) -> (Rect, u32) {
     let mask = vga.vram.len() - 1;
     let vram_len = vga.vram.len();
@@ -112,11 +124,11 @@ pub fn render(vga: &mut Vga, g: &GraphicsMode, full: bool) -> (Rect, u32) {
                     let a = (addr + 2 * x) & mask;
                     let v = u16::from_le_bytes([vram[a], vram[(a + 1) & mask]]);
                     let (r, g, b) = if g.kind == Kind::Rgb565 {
-                        ((v >> 8) & 0xF8, (v >> 3) & 0xFC, (v << 3) & 0xF8)
+                        (expand5(v >> 11), expand6(v >> 5), expand5(v))
                     } else {
-                        ((v >> 7) & 0xF8, (v >> 2) & 0xF8, (v << 3) & 0xF8)
+                        (expand5(v >> 10), expand5(v >> 5), expand5(v))
                     };
-                    px.copy_from_slice(&[r as u8, g as u8, b as u8, 0xFF]);
+                    px.copy_from_slice(&[r, g, b, 0xFF]);
                 }
             }
             Kind::Rgb888 => {
@@ -177,6 +189,14 @@ mod tests {
             r.dac[i * 3..i * 3 + 3].copy_from_slice(&[(i * 4) as u8, 0, (63 - i * 4) as u8]);
         }
         v
+    }
+
+    #[test]
+    fn high_colour_channels_expand_to_full_range() {
+        // r5g6b5 / x1r5g5b5: full intensity is 255, not 248 (what QEMU shows too)
+        assert_eq!((super::expand5(0x1F), super::expand6(0x3F)), (255, 255));
+        assert_eq!((super::expand5(0), super::expand6(0)), (0, 0));
+        assert_eq!((super::expand5(21), super::expand6(42)), (173, 170)); // VGA blue, green
     }
 
     #[test]
