@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod drives;
 mod floppy;
 mod img;
 #[cfg(feature = "manager")]

@@ -55,18 +55,29 @@ pub struct RunArgs {
     /// Kernel command line.
     #[arg(long, allow_hyphen_values = true)]
     pub append: Option<String>,
+    /// IDE hard disks at index 0..3 (ide0-hd0, ide0-hd1, ide1-hd0, ide1-hd1).
     #[arg(long)]
     pub hda: Option<PathBuf>,
     #[arg(long)]
+    pub hdb: Option<PathBuf>,
+    #[arg(long)]
+    pub hdc: Option<PathBuf>,
+    #[arg(long)]
+    pub hdd: Option<PathBuf>,
+    /// CD-ROM image at index 2 (ide1-cd0).
+    #[arg(long)]
     pub cdrom: Option<PathBuf>,
+    /// Every disk writes to a temporary overlay (QEMU's `-snapshot`).
+    #[arg(long)]
+    pub snapshot: bool,
     /// Floppy drive A image (raw 1.44M etc., see vessel_machines::fdc).
     #[arg(long)]
     pub fda: Option<PathBuf>,
     /// Floppy drive B image.
     #[arg(long)]
     pub fdb: Option<PathBuf>,
-    /// QEMU `-drive file=...,format=raw,if=ide[,media=cdrom][,snapshot=on]`, or
-    /// `-drive file=...,if=floppy[,index=N][,readonly=on]`.
+    /// QEMU `-drive file=F[,format=raw|qcow2|..][,if=ide][,index=N][,media=disk|cdrom][,snapshot=on][,readonly=on]`,
+    /// or `-drive file=...,if=floppy[,index=N][,readonly=on]`.
     #[arg(long)]
     pub drive: Vec<String>,
     /// Boot order letters and options: `d`, `order=dc`, `menu=on`.
@@ -124,7 +135,7 @@ pub fn qemu_style_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString
             out.push(OsString::from(format!("-{s}")));
             expect_value = !matches!(
                 s.as_str(),
-                "-nographic" | "-localtime" | "-no-reboot" | "-realtime"
+                "-nographic" | "-localtime" | "-no-reboot" | "-realtime" | "-snapshot"
             );
         } else {
             expect_value = s == "-m" && !expect_value;
@@ -218,10 +229,10 @@ pub fn build_machine(a: &RunArgs) -> Result<Machine> {
             bail!("networking is not implemented (only `-nic none`)");
         }
     }
-    if a.hda.is_some() || a.cdrom.is_some() || a.drive.iter().any(|d| !crate::floppy::is_floppy_drive(d)) {
-        bail!("disk and CD-ROM devices are not wired into `vessel run` yet");
-    }
     let floppies = crate::floppy::floppy_specs(a.fda.as_ref(), a.fdb.as_ref(), &a.drive)?;
+    let hd = [a.hda.as_ref(), a.hdb.as_ref(), a.hdc.as_ref(), a.hdd.as_ref()];
+    let ide_drives: Vec<String> = a.drive.iter().filter(|d| !crate::floppy::is_floppy_drive(d)).cloned().collect();
+    let ide = crate::drives::build_ide(&crate::drives::drive_list(hd, a.cdrom.as_ref(), &ide_drives, a.snapshot)?)?;
     let linux = match &a.kernel {
         Some(k) => Some(LinuxBoot {
             kernel: std::fs::read(k).with_context(|| format!("read kernel {}", k.display()))?,
@@ -251,6 +262,9 @@ pub fn build_machine(a: &RunArgs) -> Result<Machine> {
     let mut pc = Pc::new(cfg)?;
     // the floppy controller, always there with drive A as in QEMU's `pc`
     pc.add_fdc(crate::floppy::build_fdc(&floppies)?);
+    // PIIX3 IDE at 00:01.1 (always present on QEMU's `pc`), its disks in the CMOS
+    pc.set_ide_cmos(&ide.disk_geometries());
+    pc.add_pci_device(1, 1, Box::new(ide));
     // QEMU's `-boot splash-time=MS` (how long SeaBIOS waits at "Press ESC for boot menu") and
     // `reboot-timeout` (default -1: after "No bootable device." wait instead of rebooting).
     if let Some(ms) = boot_option(a.boot.as_deref(), "splash-time") {

@@ -71,6 +71,15 @@ pub trait IoDevice: Send + Any {
     fn poll(&mut self, _ctx: &mut IoCtx) {}
     /// Machine reset.
     fn reset(&mut self) {}
+    /// Background host work (e.g. a disk request on an I/O thread) is outstanding: wait up to
+    /// `max` of wall time for some of it to finish and return true; false when there is none.
+    /// While the CPU is halted the board calls this instead of letting virtual time jump to the
+    /// next timer, so a guest waiting for its disk does not see time race ahead.
+    fn wait_io(&mut self, _max: std::time::Duration) -> bool {
+        false
+    }
+    /// Make everything written so far durable (disk images): the machine stops or pauses.
+    fn flush(&mut self) {}
     /// For front ends that need the concrete device (e.g. the VGA framebuffer).
     fn as_any_mut(&mut self) -> &mut dyn Any;
 

@@ -5,6 +5,7 @@ pub mod dma;
 pub mod fdc;
 pub mod fw_cfg;
 pub mod i8042;
+pub mod ide;
 pub mod pc;
 pub mod pci;
 pub mod pic;

@@ -7,6 +7,8 @@
 #   vmlinuz-686          Debian 12 i386 kernel (linux-image-*-686)
 #   initrd.cpio.gz       busybox (static, i386) initramfs: prints VESSEL-GUEST-READY on the console,
 #                        then runs a shell on it
+#   initrd-ata.cpio.gz   the same plus the kernel's IDE/ATA modules (ata_piix, libata, sd_mod, sr_mod,
+#                        cdrom, scsi_mod and their dependencies), loaded with insmod in /init
 #   linux-disk.img       raw disk: syslinux MBR -> FAT16 partition -> syslinux -> same kernel/initrd
 #   grub-rescue.iso      grub-mkrescue ISO (El Torito) with a menu, on VGA and serial
 #   memtest86+ia32.bin   memtest86+ (Linux boot protocol image, loadable with -kernel)
@@ -68,6 +70,63 @@ exec setsid cttyhack sh
 INIT
   chmod +x "$ir/init"
   (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initrd.cpio.gz"
+fi
+
+# The kernel package's modules named by $@ and everything they depend on, dependencies first
+# (from the `depends=` field of each module's .modinfo; the package carries no modules.dep).
+module_closure() {
+  local mods="$1" name f dep
+  shift
+  for name in "$@"; do
+    case " $seen_mods " in *" $name "*) continue ;; esac
+    seen_mods="$seen_mods $name"
+    f=$(find "$mods" -name "$name.ko" -o -name "$(echo "$name" | tr _ -).ko" -o -name "$(echo "$name" | tr - _).ko" | head -n 1)
+    [ -n "$f" ] || { log "module $name not in the kernel package"; exit 1; }
+    for dep in $(tr '\0' '\n' < "$f" | sed -n 's/^depends=//p' | tr , ' '); do
+      module_closure "$mods" "$dep"
+    done
+    echo "$f"
+  done
+}
+
+if [ ! -s "$out/initrd-ata.cpio.gz" ]; then
+  ensure_i386_lists
+  kpkg=$(apt-cache depends linux-image-686:i386 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  [ -n "$kpkg" ] || { log "cannot resolve linux-image-686:i386"; exit 1; }
+  log "initrd-ata.cpio.gz (modules of $kpkg)"
+  rm -rf "$work/root" "$work/debs"
+  download "$kpkg"
+  # the modules must match the kernel the tests boot
+  cmp -s "$(ls "$work"/root/boot/vmlinuz-* | head -n 1)" "$out/vmlinuz-686" \
+    || { log "vmlinuz-686 is not the kernel of $kpkg: remove out/vmlinuz-686 and rebuild"; exit 1; }
+  mods=$(ls -d "$work"/root/lib/modules/*/kernel)
+  ir="$work/initramfs-ata"
+  mkdir -p "$ir"/{bin,dev,proc,sys,tmp,lib/modules}
+  seen_mods=""
+  # crypto back ends the CRC helpers ask for by alias (soft dependencies) come first
+  for f in $(module_closure "$mods" crct10dif_generic crc64_rocksoft_generic ata_piix sd_mod sr_mod); do
+    cp "$f" "$ir/lib/modules/"
+    basename "$f" >> "$ir/lib/modules/order"
+  done
+  download busybox-static:i386
+  cp "$work/root/bin/busybox" "$ir/bin/busybox"
+  cat > "$ir/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+for m in $(cat /lib/modules/order); do
+  insmod /lib/modules/$m || echo "VESSEL-INSMOD-FAILED $m"
+done
+# (libata probes asynchronously: a test waits for the block devices it needs)
+echo "VESSEL-GUEST-READY kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo) modules=$(wc -l < /proc/modules)"
+# A shell on the console; a test types commands and ends with `reboot -f` or `poweroff -f`.
+exec setsid cttyhack sh
+INIT
+  chmod +x "$ir/init"
+  (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initrd-ata.cpio.gz.tmp"
+  mv "$out/initrd-ata.cpio.gz.tmp" "$out/initrd-ata.cpio.gz"
 fi
 
 if [ ! -s "$out/linux-disk.img" ]; then

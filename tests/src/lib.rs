@@ -36,6 +36,9 @@ pub enum Step {
     Expect(&'static str),
     /// Type this text on the serial console.
     Send(&'static str),
+    /// Wait until the emulator exits by itself (e.g. after the guest's `poweroff -f`); recorded
+    /// as the marker "exit".
+    ExpectExit,
 }
 
 /// What a run produced.
@@ -84,6 +87,7 @@ pub fn guests_dir() -> PathBuf {
     let needed = [
         "vmlinuz-686",
         "initrd.cpio.gz",
+        "initrd-ata.cpio.gz",
         "linux-disk.img",
         "grub-rescue.iso",
         "memtest86+ia32.bin",
@@ -184,6 +188,24 @@ pub fn run(emulator: Emulator, args: &[&str], script: &[Step], timeout: Duration
                     }
                 }
             }
+            Step::ExpectExit => loop {
+                while let Ok(chunk) = out.try_recv() {
+                    output.push_str(&String::from_utf8_lossy(&chunk));
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    while let Ok(chunk) = out.try_recv() {
+                        output.push_str(&String::from_utf8_lossy(&chunk));
+                    }
+                    marker_times.push(("exit", start.elapsed()));
+                    break;
+                }
+                if start.elapsed() > timeout {
+                    failure = Some(format!("did not exit within {timeout:?}"));
+                    break 'script;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            },
             Step::Expect(marker) => loop {
                 while let Ok(chunk) = out.try_recv() {
                     output.push_str(&String::from_utf8_lossy(&chunk));

@@ -51,3 +51,41 @@ pub fn set_floppy(rtc: &mut Rtc, types: u8, drives: usize) {
             _ => 0x41,
         };
 }
+
+/// IDE hard disks as QEMU's `pc_cmos_init_late` records them: 0x12 drive types (0xF0 / 0x0F
+/// for ide0-hd0 / ide0-hd1: "type 47, see 0x19/0x1A"), 0x19/0x1A = 47, the user-defined type
+/// blocks at 0x1B (hd0) and 0x24 (hd1) with the physical geometry, and 0x39 the BIOS
+/// translation of all four IDE positions (2 bits each: 0 none, 1 LBA, 2 large).
+pub fn fill_ide(rtc: &mut Rtc, disks: &[Option<crate::ide::ata::Geometry>; 4]) {
+    let c = &mut rtc.cmos;
+    let mut types = 0u8;
+    for (unit, (type_ofs, info)) in [(0x19usize, 0x1Busize), (0x1A, 0x24)].into_iter().enumerate() {
+        let Some(g) = disks[unit] else { continue };
+        types |= if unit == 0 { 0xF0 } else { 0x0F };
+        c[type_ofs] = 47;
+        c[info] = g.cylinders as u8;
+        c[info + 1] = (g.cylinders >> 8) as u8;
+        c[info + 2] = g.heads;
+        c[info + 3] = 0xFF; // write precompensation: none
+        c[info + 4] = 0xFF;
+        c[info + 5] = 0xC0 | (((g.heads > 8) as u8) << 3);
+        c[info + 6] = g.cylinders as u8; // landing zone
+        c[info + 7] = (g.cylinders >> 8) as u8;
+        c[info + 8] = g.sectors;
+    }
+    c[0x12] = types;
+    let mut trans = 0u8;
+    for (i, g) in disks.iter().enumerate() {
+        if let Some(g) = g {
+            trans |= (g.translation as u8) << (2 * i);
+        }
+    }
+    c[0x39] = trans;
+}
+
+impl super::Pc {
+    /// Record the IDE hard disks (index 0..=3) in the CMOS, as QEMU does.
+    pub fn set_ide_cmos(&mut self, disks: &[Option<crate::ide::ata::Geometry>; 4]) {
+        fill_ide(&mut self.rtc, disks);
+    }
+}

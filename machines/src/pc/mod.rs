@@ -17,7 +17,7 @@
 //! the isa-debug-exit port 0x501 (exit status `(value << 1) | 1`, as QEMU's isa-debug-exit).
 
 pub mod clock;
-mod cmos;
+pub mod cmos;
 pub mod linux;
 pub mod machine;
 pub mod ram;
@@ -424,6 +424,15 @@ impl Pc {
     /// The CPU is halted: jump virtual time to the next device event. Returns false when nothing
     /// can ever wake the CPU (no timer armed).
     pub fn idle(&mut self) -> bool {
+        // A device waiting for host I/O: wait for it instead of skipping virtual time.
+        let mut waited = false;
+        for e in &mut self.ext {
+            waited |= e.io().wait_io(std::time::Duration::from_millis(2));
+        }
+        if waited {
+            self.poll_devices();
+            return true;
+        }
         match self.next_event_ns() {
             Some(t) => {
                 self.clock.skip_to(t);
@@ -916,8 +925,11 @@ impl Pc {
         }
     }
 
-    /// Flush the serial and debug console sinks.
+    /// Flush the serial and debug console sinks and the devices' disk images.
     pub fn flush(&mut self) {
+        for e in &mut self.ext {
+            e.io().flush();
+        }
         self.serial.flush();
         self.debugcon.flush();
         let _ = std::io::stdout().flush();

@@ -101,7 +101,9 @@ impl PciConfig {
         assert!(size.is_power_of_two());
         let off = if index == 6 { ROM_BAR } else { BAR0 + 4 * index };
         let (low, mask) = match kind {
-            BarKind::Io => (1u32, !(size - 1) & !3 & 0xFFFF),
+            // all 32 address bits writable, as QEMU's wmask: SeaBIOS sizes a BAR as
+            // ~(readback & mask) + 1 over 32 bits (decoding uses the low 16)
+            BarKind::Io => (1u32, !(size - 1) & !3),
             BarKind::Mem32 => (0, !(size - 1) & !0xF),
             BarKind::Mem32Prefetch => (8, !(size - 1) & !0xF),
             BarKind::None => (0, 0),
@@ -229,7 +231,7 @@ mod tests {
         c.add_bar(4, BarKind::Io, 16);
         c.add_bar(0, BarKind::Mem32Prefetch, 1 << 25);
         c.write(0x20, 4, 0xFFFF_FFFF);
-        assert_eq!(c.read(0x20, 4), 0x0000_FFF1);
+        assert_eq!(c.read(0x20, 4), 0xFFFF_FFF1);
         c.write(0x10, 4, 0xFFFF_FFFF);
         assert_eq!(c.read(0x10, 4), 0xFE00_0008);
         c.write(0x20, 4, 0xC000);
