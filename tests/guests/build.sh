@@ -19,6 +19,10 @@
 #                        powers off
 #   floppy-memtest.img   1.44M FAT12 floppy: syslinux boot sector -> syslinux (serial console)
 #                        -> memtest86+ (KERNEL) with console=ttyS0,115200
+#   initrd-fb.cpio.gz    busybox initramfs with Linux's Cirrus drivers (DRM `cirrus` or fbdev
+#                        `cirrusfb`, chosen by `vessel.fb=drm|fbdev` on the kernel command line):
+#                        draws a test screen on the framebuffer console, prints VESSEL-FB-DONE,
+#                        then exits through isa-debug-exit (port 0x501)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out="$here/out"
@@ -72,6 +76,23 @@ INIT
   (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initrd.cpio.gz"
 fi
 
+# The kernel package's modules (same kernel as vmlinuz-686), extracted once per run into $work/kernel.
+kernel_modules() {
+  if [ ! -d "$work/kernel/lib/modules" ]; then
+    ensure_i386_lists
+    local kpkg
+    kpkg=$(apt-cache depends linux-image-686:i386 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    [ -n "$kpkg" ] || { log "cannot resolve linux-image-686:i386"; exit 1; }
+    mkdir -p "$work/kdeb" "$work/kernel"
+    (cd "$work/kdeb" && apt-get download "$kpkg" >/dev/null 2>&1) || { log "apt-get download $kpkg failed"; exit 1; }
+    dpkg-deb -x "$work"/kdeb/*.deb "$work/kernel"
+  fi
+  # the modules must come from the kernel the tests boot
+  cmp -s "$out/vmlinuz-686" "$(ls "$work"/kernel/boot/vmlinuz-* | head -n 1)" ||
+    { log "the kernel package changed since vmlinuz-686 was built: remove out/vmlinuz-686 out/initrd*.cpio.gz and rerun"; exit 1; }
+  echo "$work"/kernel/lib/modules/*/kernel
+}
+
 # The kernel package's modules named by $@ and everything they depend on, dependencies first
 # (from the `depends=` field of each module's .modinfo; the package carries no modules.dep).
 module_closure() {
@@ -89,27 +110,27 @@ module_closure() {
   done
 }
 
-if [ ! -s "$out/initrd-ata.cpio.gz" ]; then
-  ensure_i386_lists
-  kpkg=$(apt-cache depends linux-image-686:i386 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  [ -n "$kpkg" ] || { log "cannot resolve linux-image-686:i386"; exit 1; }
-  log "initrd-ata.cpio.gz (modules of $kpkg)"
-  rm -rf "$work/root" "$work/debs"
-  download "$kpkg"
-  # the modules must match the kernel the tests boot
-  cmp -s "$(ls "$work"/root/boot/vmlinuz-* | head -n 1)" "$out/vmlinuz-686" \
-    || { log "vmlinuz-686 is not the kernel of $kpkg: remove out/vmlinuz-686 and rebuild"; exit 1; }
-  mods=$(ls -d "$work"/root/lib/modules/*/kernel)
-  ir="$work/initramfs-ata"
-  mkdir -p "$ir"/{bin,dev,proc,sys,tmp,lib/modules}
+# Copy the closure of modules $2... into initramfs $1/lib/modules and list their load order in
+# $1/lib/modules/order-$ORDER (default: order).
+add_modules() {
+  local ir="$1" mods f
+  shift
+  mods=$(kernel_modules)
+  mkdir -p "$ir/lib/modules"
   seen_mods=""
-  # crypto back ends the CRC helpers ask for by alias (soft dependencies) come first
-  for f in $(module_closure "$mods" crct10dif_generic crc64_rocksoft_generic ata_piix sd_mod sr_mod); do
+  for f in $(module_closure "$mods" "$@"); do
     cp "$f" "$ir/lib/modules/"
-    basename "$f" >> "$ir/lib/modules/order"
+    basename "$f" >> "$ir/lib/modules/order${ORDER:+-$ORDER}"
   done
-  download busybox-static:i386
-  cp "$work/root/bin/busybox" "$ir/bin/busybox"
+}
+
+if [ ! -s "$out/initrd-ata.cpio.gz" ]; then
+  log "initrd-ata.cpio.gz (ata_piix, sd_mod, sr_mod)"
+  ir="$work/initramfs-ata"
+  mkdir -p "$ir"/{bin,dev,proc,sys,tmp}
+  # crypto back ends the CRC helpers ask for by alias (soft dependencies) come first
+  add_modules "$ir" crct10dif_generic crc64_rocksoft_generic ata_piix sd_mod sr_mod
+  gunzip -c "$out/initrd.cpio.gz" | (cd "$ir" && cpio -id --quiet bin/busybox)
   cat > "$ir/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -127,6 +148,55 @@ INIT
   chmod +x "$ir/init"
   (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initrd-ata.cpio.gz.tmp"
   mv "$out/initrd-ata.cpio.gz.tmp" "$out/initrd-ata.cpio.gz"
+fi
+
+if [ ! -s "$out/initrd-fb.cpio.gz" ]; then
+  log "initrd-fb.cpio.gz (Cirrus framebuffer drivers)"
+  ir="$work/initramfs-fb"
+  mkdir -p "$ir"/{bin,dev,proc,sys,tmp}
+  ORDER=drm add_modules "$ir" cirrus
+  ORDER=fbdev add_modules "$ir" cirrusfb
+  gunzip -c "$out/initrd.cpio.gz" | (cd "$ir" && cpio -id --quiet bin/busybox)
+  cat > "$ir/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "VESSEL-GUEST-READY kernel=$(uname -r)"
+case "$(cat /proc/cmdline)" in
+  *vessel.fb=drm*) order=/lib/modules/order-drm ;;
+  *vessel.fb=fbdev*) order=/lib/modules/order-fbdev ;;
+  *) order=/dev/null ;;
+esac
+for m in $(cat $order); do insmod /lib/modules/$m || echo "VESSEL-INSMOD-FAILED $m"; done
+i=0
+while [ ! -e /sys/class/graphics/fb0/name ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+g=/sys/class/graphics/fb0
+if [ ! -e $g/name ]; then
+  # say why, for whoever reads the test's output
+  echo "VESSEL-FB-MISSING"; dmesg | tail -n 25; cat /proc/iomem
+  for d in /sys/bus/pci/devices/*; do echo "PCI $d $(cat $d/vendor):$(cat $d/device)"; done
+fi
+echo "VESSEL-FB name=$(cat $g/name) size=$(cat $g/virtual_size) bpp=$(cat $g/bits_per_pixel) mode=$(head -n 1 $g/modes)"
+echo 0 > /sys/class/graphics/fbcon/cursor_blink 2>/dev/null
+# 60 coloured lines scroll a console of fewer rows; then a reverse-video line; cursor hidden.
+{
+  printf '\033[2J\033[H\033[?25l'
+  for i in $(seq 1 60); do
+    printf '\033[%d;3%dm line %02d: The quick brown fox jumps over the lazy dog 0123456789 \033[0m\n' $((i % 2)) $((i % 8)) $i
+  done
+  printf '\033[7m VESSEL FRAMEBUFFER TEST \033[0m'
+} > /dev/tty1
+sleep 2
+echo "VESSEL-FB-DONE"
+sleep 3
+# isa-debug-exit: the run ends here (Vessel writes its screenshot; the test dumped QEMU's already)
+printf '\001' | dd of=/dev/port bs=1 seek=1281 count=1 2>/dev/null
+exec setsid cttyhack sh
+INIT
+  chmod +x "$ir/init"
+  (cd "$ir" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initrd-fb.cpio.gz"
 fi
 
 if [ ! -s "$out/linux-disk.img" ]; then
@@ -202,19 +272,10 @@ fi
 
 if [ ! -s "$out/initrd-floppy-ab.cpio.gz" ]; then
   log "initrd-floppy-ab.cpio.gz (busybox + floppy.ko)"
-  ensure_i386_lists
-  kpkg=$(apt-cache depends linux-image-686:i386 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  [ -n "$kpkg" ] || { log "cannot resolve linux-image-686:i386"; exit 1; }
-  rm -rf "$work/root"
-  download "$kpkg"
-  # the module must come from the kernel the tests boot
-  if ! cmp -s "$(ls "$work"/root/boot/vmlinuz-* | head -n 1)" "$out/vmlinuz-686"; then
-    log "$kpkg is not the kernel in out/vmlinuz-686: remove out/vmlinuz-686 out/initrd*.cpio.gz and rerun"
-    exit 1
-  fi
+  mods=$(kernel_modules)
   fir="$work/initramfs-floppy"
   mkdir -p "$fir"/{bin,dev,lib,proc,sys,tmp}
-  cp "$(find "$work/root/lib/modules" -name floppy.ko | head -n 1)" "$fir/lib/floppy.ko"
+  cp "$(find "$mods" -name floppy.ko | head -n 1)" "$fir/lib/floppy.ko"
   download busybox-static:i386
   cp "$work/root/bin/busybox" "$fir/bin/busybox"
   cat > "$fir/init" <<'INIT'

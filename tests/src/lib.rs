@@ -5,6 +5,8 @@
 //! under `vessel run` (which accepts QEMU's flags), so the two emulators are compared on exactly
 //! the same guest. Each run records how long it took to reach every marker.
 
+pub mod screen;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,6 +90,7 @@ pub fn guests_dir() -> PathBuf {
         "vmlinuz-686",
         "initrd.cpio.gz",
         "initrd-ata.cpio.gz",
+        "initrd-fb.cpio.gz",
         "linux-disk.img",
         "grub-rescue.iso",
         "memtest86+ia32.bin",
