@@ -17,6 +17,8 @@
 #                        sectors 2015-2016 (a cylinder boundary) and reads it back; then, if there
 #                        is a drive B, prints the md5sum of /dev/fd1 and tries to write to it;
 #                        powers off
+#   floppy-fdctest.img   1.44M floppy: boot sector + table from fdctest.S (drives the FDC's
+#                        registers directly, prints results on COM1); sector n holds n in decimal
 #   floppy-memtest.img   1.44M FAT12 floppy: syslinux boot sector -> syslinux (serial console)
 #                        -> memtest86+ (KERNEL) with console=ttyS0,115200
 #   initrd-fb.cpio.gz    busybox initramfs with Linux's Cirrus drivers (DRM `cirrus` or fbdev
@@ -312,6 +314,16 @@ poweroff -f
 INIT
   chmod +x "$fir/init"
   (cd "$fir" && find . | cpio -o -H newc --quiet | gzip -9) > "$out/initrd-floppy-ab.cpio.gz"
+fi
+
+if [ ! -s "$out/floppy-fdctest.img" ]; then
+  log "floppy-fdctest.img (fdctest.S)"
+  gcc -c -o "$work/fdctest.o" "$here/fdctest.S"
+  ld -Ttext=0x7c00 --oformat binary -o "$work/fdctest.bin" "$work/fdctest.o"
+  [ "$(stat -c %s "$work/fdctest.bin")" = 1536 ] || { log "fdctest.bin is not 3 sectors"; exit 1; }
+  seq -f '%0511g' 0 2879 > "$work/fdctest.img"
+  dd if="$work/fdctest.bin" of="$work/fdctest.img" conv=notrunc status=none
+  mv "$work/fdctest.img" "$out/floppy-fdctest.img"
 fi
 
 ls -la "$out" >&2

@@ -96,6 +96,7 @@ pub fn guests_dir() -> PathBuf {
         "memtest86+ia32.bin",
         "floppy-memtest.img",
         "initrd-floppy-ab.cpio.gz",
+        "floppy-fdctest.img",
     ];
     if !needed.iter().all(|f| out.join(f).exists()) {
         let status = Command::new("bash")

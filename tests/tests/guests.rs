@@ -292,3 +292,64 @@ fn linux_ata_piix_disk_and_cdrom() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Lines of the fdctest transcript (1 = "FDCTEST BEGIN") where QEMU and Vessel differ on
+/// purpose: `(line, QEMU, Vessel, why)`. Every other line must be identical.
+const FDCTEST_DIFFERENCES: &[(usize, &str, &str, &str)] = &[
+    (13, "C00 00 00 00 0A 03 12 00 57 00", "C00 00 00 00 AF 02 03 00 57 00",
+     "DUMPREG: QEMU dumps its decoded SPECIFY timers (0A 03) and the medium's sectors per track; \
+      the 82078 returns the SPECIFY bytes (AF 02) and the EOT register (SeaBIOS's last read: 3)"),
+    (16, "C00 00 00 00 0A 03 12 80 57 00", "C00 00 00 00 AF 02 03 80 57 00", "DUMPREG, as line 13"),
+    (20, "C79", "C41", "SENSE DRIVE STATUS of drive B: QEMU always has a second drive; here none is installed"),
+    (22, "S80 80 1C 00 FFFF", "S81 80 1C 00 FFFF", "MSR drive 0 busy after RECALIBRATE until SENSE INTERRUPT (82078); QEMU never sets it"),
+    (25, "C21 00", "C71 00", "RECALIBRATE of the missing drive B: no track 0 signal, equipment check"),
+    (27, "S80 00 1C 00 FFFF", "S81 00 1C 00 FFFF", "MSR busy bit after SEEK, as line 22"),
+    (28, "C20 05", "C24 05", "ST0 after SEEK with head 1: the 82078 reports the head; QEMU clears it"),
+    (38, "C20 00 00 06 00 01 02", "C04 00 00 06 00 01 02",
+     "TC exactly at EOT of head 1 (MT): QEMU adds SE and head 0 for the move to the next cylinder"),
+    (39, "C20 00 00 06 00 01 02", "C00 00 00 06 00 01 02", "TC exactly at EOT: as line 38"),
+    (40, "C20 00 00 06 00 01 02", "C40 80 00 05 00 12 02",
+     "EOT before terminal count: the 82078 ends with AT + EN and the last sector; QEMU ends normally"),
+    (43, "C40 80 00 05 00 13 02", "C40 04 00 05 00 13 02", "sector 19 is not on the track: ND (82078); QEMU says EN"),
+    (46, "C07 00 00 00 0A 03 12 00 57 00", "C07 00 00 00 AF 02 12 00 57 00", "DUMPREG timers, as line 13"),
+    (48, "C40 01 00 07 00 02 02", "C40 01 00 07 00 01 02", "READ ID's R (the sector under the head) is not defined"),
+    (49, "C00 00 00 07 00 03 02", "C00 00 00 07 00 02 02", "READ ID's R, as line 48"),
+    (52, "C00 00 00 07 00 12 02 d0400 BFD5", "C40 80 00 07 00 12 02 d0400 BFD5",
+     "non-DMA read to EOT (no TC): AT + EN as line 40"),
+    (55, "C07 00 00 00 0A 03 12 0C 57 00", "C07 00 00 00 AF 02 12 03 57 00",
+     "DUMPREG after PERPENDICULAR 0x83: GAP/WGATE in bits 0-1 (82078); QEMU shifts them to bits 2-3"),
+];
+
+fn fdctest_lines(output: &str) -> Vec<String> {
+    let start = output.find("FDCTEST BEGIN").expect("FDCTEST BEGIN");
+    let end = output[start..].find("FDCTEST END").expect("FDCTEST END") + start;
+    output[start..end].lines().map(|l| l.trim_end().to_string()).collect()
+}
+
+/// The floppy controller's registers and commands driven directly by a boot sector
+/// (tests/guests/fdctest.S: reset polling, VERSION/PART ID, SPECIFY/CONFIGURE/LOCK/DUMPREG,
+/// RECALIBRATE/SEEK/relative SEEK, DMA reads with TC, multi-track, EOT, implied seek, data rate
+/// and FM errors, READ ID, non-DMA reads, PERPENDICULAR; data sums and the i8237's count and TC
+/// status), compared line by line between QEMU and Vessel. The lines where the two differ on
+/// purpose are listed in `FDCTEST_DIFFERENCES` with both values and the reason.
+#[test]
+fn floppy_controller_registers_vs_qemu() {
+    let args: Vec<String> = vec![
+        "-nographic".into(), "-nic".into(), "none".into(), "-m".into(), "64".into(),
+        "-fda".into(), guest("floppy-fdctest.img"), "-boot".into(), "a".into(),
+    ];
+    let script = [Step::Expect("FDCTEST BEGIN"), Step::Expect("FDCTEST END")];
+    let (q, v) = compare(&strs(&args), &script, T);
+    let (ql, vl) = (fdctest_lines(&q.output), fdctest_lines(&v.output));
+    assert_eq!(ql.len(), vl.len(), "QEMU:\n{}\nVessel:\n{}", ql.join("\n"), vl.join("\n"));
+    for (i, (a, b)) in ql.iter().zip(&vl).enumerate() {
+        let line = i + 1;
+        match FDCTEST_DIFFERENCES.iter().find(|d| d.0 == line) {
+            Some(&(_, qemu, vessel, why)) => {
+                assert_eq!(a, qemu, "line {line}: QEMU's known value ({why})");
+                assert_eq!(b, vessel, "line {line}: Vessel's value ({why})");
+            }
+            None => assert_eq!(b, a, "line {line} differs from QEMU"),
+        }
+    }
+}

@@ -18,8 +18,9 @@
 //!   take no time, a DMA transfer moves all its sectors through [`Dma::transfer`] at once (if the
 //!   channel is still masked, the controller waits in the execution phase and retries on every
 //!   board poll), and the interrupt is raised right away. QEMU does the same.
-//! - Implied seek: READ/WRITE/VERIFY/FORMAT move the head to the cylinder in the command even
-//!   when CONFIGURE's EIS bit is off, as QEMU does. SeaBIOS depends on it (it never issues SEEK).
+//! - Implied seek: READ/WRITE/VERIFY move the head to the cylinder in the command even when
+//!   CONFIGURE's EIS bit is off, as QEMU does (SeaBIOS depends on it: it never issues SEEK); the
+//!   result's ST0 then has SE set, as after an implied seek on the real chip.
 //! - The ID fields of every sector are the standard ones (C = cylinder, H = head, R = 1..n,
 //!   N = 2): an image has no room for anything else. A command whose R or N does not exist on the
 //!   track, or whose H differs from the head bit, ends with "no data" (ST1 ND); a track or head
@@ -38,7 +39,8 @@
 //!   again at the next board poll while a byte is ready, so each byte is an edge.
 //! - Power-on: DOR = 0x0C (out of reset, DMA on), data rate 500 kb/s, like QEMU. Leaving reset
 //!   (DOR bit 2 0 -> 1, or DSR bit 7) raises the interrupt; the next four SENSE INTERRUPT STATUS
-//!   return ST0 0xC0-0xC3 (polling, "ready changed" for drives 0-3). CONFIGURE and PRETRK keep
+//!   return ST0 0xC0-0xC3 (polling, "ready changed" for drives 0-3) unless another command comes
+//!   first. CONFIGURE and PRETRK keep
 //!   their values across a reset only when LOCKed. Motors are not simulated: a drive reads with
 //!   its motor off.
 //! - Disk change (DIR bit 7) is active at power-on, after an eject or insert and while the drive
@@ -153,6 +155,9 @@ pub struct Xfer {
     pub st2: u8,
     /// Bytes of the current sector moved (non-DMA).
     pub pos: usize,
+    /// The command moved the head (implied seek): ST0 SE in the result.
+    #[serde(default)]
+    pub sought: bool,
 }
 
 /// Per-drive state that is not the medium.
@@ -466,6 +471,11 @@ impl Fdc {
                     self.results(&[st0::INVALID]);
                     return;
                 }
+                if self.st.cmd.is_empty() && v != 0x08 {
+                    // another command ends the reset polling reports (as QEMU; SeaBIOS reads
+                    // only the first and then recalibrates)
+                    self.st.reset_sensei = 0;
+                }
                 self.st.cmd.push(v);
                 if self.st.cmd.len() == command_len(self.st.cmd[0]).unwrap_or(1) {
                     let cmd = std::mem::take(&mut self.st.cmd);
@@ -666,7 +676,7 @@ impl Fdc {
         let mt = c[0] & 0x80 != 0 && kind != XferKind::ReadTrack;
         // VERIFY with EC = 1: the sector count is in the DTL byte
         let count = if kind == XferKind::Verify && c[1] & 0x80 != 0 { Some(c[8]) } else { None };
-        let x = Xfer {
+        let mut x = Xfer {
             kind,
             drive: ds,
             head: hd,
@@ -681,14 +691,16 @@ impl Fdc {
             filler: 0,
             st2: 0,
             pos: 0,
+            sought: false,
         };
         self.st.last_eot = c[6];
         if (ds as usize) < 2 {
             self.st.drives[ds as usize].head = hd;
         }
         // implied seek (see the module doc)
-        if self.drive(ds as usize).is_some() {
+        if self.drive(ds as usize).is_some() && self.st.pcn[ds as usize] != x.c {
             self.step_to(ds, x.c);
+            x.sought = true;
         }
         if let Some(e) = self.medium_error(ds, hd, mfm) {
             return self.finish(x.end(st0::AT, e), false);
@@ -726,6 +738,7 @@ impl Fdc {
             filler: c[5],
             st2: 0,
             pos: 0,
+            sought: false,
         };
         if let Some(e) = self.medium_error(ds, hd, c[0] & 0x40 != 0) {
             return self.finish(x.end(st0::AT, e), false);
@@ -802,7 +815,8 @@ impl Fdc {
             } else {
                 (x.c.wrapping_add(1), x.h, 1)
             };
-            Some(End { st0: (x.head << 2) | x.drive, st1: 0, st2: x.st2, c, h, r, n: x.n })
+            let se = if x.sought { st0::SE } else { 0 };
+            Some(End { st0: se | (x.head << 2) | x.drive, st1: 0, st2: x.st2, c, h, r, n: x.n })
         };
         if tc || x.count == Some(0) || (x.kind == XferKind::ReadDeleted && !x.sk) {
             return normal(x);
@@ -1045,7 +1059,8 @@ impl Fdc {
 impl Xfer {
     /// Abnormal or early end at the current sector.
     fn end(&self, st0: u8, st1: u8) -> End {
-        End { st0: st0 | (self.head << 2) | self.drive, st1, st2: self.st2, c: self.c, h: self.h, r: self.r, n: self.n }
+        let se = if self.sought { st0::SE } else { 0 };
+        End { st0: se | st0 | (self.head << 2) | self.drive, st1, st2: self.st2, c: self.c, h: self.h, r: self.r, n: self.n }
     }
 }
 

@@ -148,13 +148,16 @@ fn reset_raises_irq_and_four_sense_interrupts() {
     assert!(!t.irq(), "gated by DOR bit 3");
     t.out(0x3F2, 0x0C);
     assert!(t.irq(), "pending interrupt appears when the gate opens");
-    // DSR software reset
+    // DSR software reset; another command ends the polling reports
     for _ in 0..4 {
         t.sense();
     }
     t.out(0x3F4, 0x80);
     assert!(t.irq());
     assert_eq!(t.sense(), vec![0xC0, 0]);
+    t.cmd(&[0x07, 0x00]);
+    assert_eq!(t.sense(), vec![0x20, 0], "the recalibration, not drive 1's polling");
+    assert_eq!(t.sense(), vec![0x80]);
 }
 
 #[test]
@@ -246,7 +249,7 @@ fn read_multitrack_and_end_of_track_results() {
     // head 0 sectors 17-18, then head 1 sectors 1-2 (MT)
     t.dma(0x1_0000, 4 * 512, true);
     read_cmd(&mut t, 0xE6, 2, 0, 17, 18);
-    assert_eq!(t.result(), vec![0x04, 0, 0, 2, 1, 3, 2], "ended on head 1, next R=3");
+    assert_eq!(t.result(), vec![0x24, 0, 0, 2, 1, 3, 2], "ended on head 1, next R=3 (SE: implied seek)");
     let img = t.file();
     assert_eq!(&t.ram[0x1_0000..0x1_0400], &img[lba(2, 0, 17) as usize..lba(2, 0, 17) as usize + 1024]);
     assert_eq!(&t.ram[0x1_0400..0x1_0800], &img[lba(2, 1, 1) as usize..lba(2, 1, 1) as usize + 1024]);
@@ -286,14 +289,14 @@ fn write_data_dma_changes_image() {
     }
     t.dma(0x3000, 1024, false);
     read_cmd(&mut t, 0xC5, 79, 1, 18, 18); // MT at the last sector of the disk
-    assert_eq!(t.result(), vec![0x44, 0x80, 0, 79, 1, 18, 2], "end of cylinder before terminal count");
+    assert_eq!(t.result(), vec![0x64, 0x80, 0, 79, 1, 18, 2], "end of cylinder before terminal count");
     let img = t.file();
     let off = lba(79, 1, 18) as usize;
     assert_eq!(&img[off..off + 512], &t.ram[0x3000..0x3200]);
     // a write in the middle
     t.dma(0x3000, 1024, false);
     read_cmd(&mut t, 0xC5, 10, 0, 3, 18);
-    assert_eq!(t.result(), vec![0x00, 0, 0, 10, 0, 5, 2]);
+    assert_eq!(t.result(), vec![0x20, 0, 0, 10, 0, 5, 2]);
     let img = t.file();
     let off = lba(10, 0, 3) as usize;
     assert_eq!(&img[off..off + 1024], &t.ram[0x3000..0x3400]);
@@ -402,7 +405,7 @@ fn non_dma_read_and_write() {
     assert_eq!(got, img[off..off + 3 * 512].to_vec(), "sectors 16-18");
     t.poll();
     assert!(t.irq(), "result phase interrupt");
-    assert_eq!(t.result(), vec![0x40, 0x80, 0, 1, 0, 18, 2], "no TC without DMA: end of cylinder");
+    assert_eq!(t.result(), vec![0x60, 0x80, 0, 1, 0, 18, 2], "no TC without DMA: end of cylinder");
 
     read_cmd(&mut t, 0x45, 7, 0, 1, 2);
     let mut n = 0;
@@ -411,7 +414,7 @@ fn non_dma_read_and_write() {
         n += 1;
     }
     assert_eq!(n, 1024);
-    assert_eq!(t.result(), vec![0x40, 0x80, 0, 7, 0, 2, 2]);
+    assert_eq!(t.result(), vec![0x60, 0x80, 0, 7, 0, 2, 2]);
     let img = t.file();
     let off = lba(7, 0, 1) as usize;
     assert!(img[off..off + 1024].iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
@@ -437,11 +440,11 @@ fn format_track_verify_read_track_read_deleted() {
     assert_eq!(img[lba(5, 0, 1) as usize], pattern(lba(5, 0, 1)));
     // VERIFY with EC=1 and a count of 5 sectors
     t.cmd(&[0xF6, 0x80, 3, 0, 1, 2, 18, 0x1B, 5]);
-    assert_eq!(t.result(), vec![0x00, 0, 0, 3, 0, 6, 2]);
+    assert_eq!(t.result(), vec![0x20, 0, 0, 3, 0, 6, 2], "implied seek: SE");
     // READ TRACK from the index: sector 1 on, 2 sectors by DMA count
     t.dma(0x4000, 1024, true);
     t.cmd(&[0x42, 0x00, 6, 0, 9, 2, 18, 0x1B, 0xFF]);
-    assert_eq!(t.result()[..3], [0x00, 0, 0]);
+    assert_eq!(t.result()[..3], [0x20, 0, 0]);
     let img = t.file();
     assert_eq!(&t.ram[0x4000..0x4400], &img[lba(6, 0, 1) as usize..lba(6, 0, 3) as usize]);
     // READ DELETED on normal data: control mark, one sector, then stop
