@@ -357,6 +357,7 @@ fn gui_session() {
     // --- a VM with no media runs in its own `vessel run`; its state comes from the control socket ---
     let help = Command::new(&exe).args(["run", "--help"]).output().unwrap();
     let help_text = String::from_utf8_lossy(&help.stdout).into_owned();
+    let window = help_text.contains("--scale");
     if help_text.contains("--profile") {
         let (w, _) = open_wizard(&lib);
         w.media_iso.set_active(true);
@@ -379,37 +380,8 @@ fn gui_session() {
         pump_until("a thumbnail", Duration::from_secs(30), || r.thumbnail.paintable().is_some());
         r.pause.emit_clicked();
         pump_until("Empty paused", Duration::from_secs(10), || lib.model().state("Empty") == VmState::Paused);
-        if help_text.contains("--scale") {
-            // `vessel run` opened its own guest window on our display; paused, the VM's reported
-            // framebuffer (the screendump the manager saves) must be what the window shows
-            let mut id = None;
-            pump_until("the guest window", Duration::from_secs(30), || {
-                id = find_window(&display, "Empty — Vessel").or_else(|| find_window(&display, "Empty"));
-                id.is_some()
-            });
-            let id = id.unwrap();
-            let screen = super::vmproc::screen_path(&store, "Empty");
-            let paused_at = std::time::SystemTime::now();
-            pump_until("a screendump after the pause", Duration::from_secs(10), || {
-                std::fs::metadata(&screen).and_then(|m| m.modified()).is_ok_and(|t| t > paused_at)
-            });
-            pump_for(300);
-            let fb = super::thumbnail::read_image(&screen).unwrap();
-            let shown = capture_window(&display, &id);
-            assert!(shown.width >= fb.width && shown.height >= fb.height, "window {}x{} < guest {}x{}", shown.width, shown.height, fb.width, fb.height);
-            let d = picture_difference(&fb, &shown);
-            let mut flipped = fb.clone();
-            let row_len = fb.width as usize * 3;
-            for (y, chunk) in fb.rgb.chunks(row_len).rev().enumerate() {
-                flipped.rgb[y * row_len..(y + 1) * row_len].copy_from_slice(chunk);
-            }
-            let d_flipped = picture_difference(&flipped, &shown);
-            eprintln!("guest window {}x{} vs framebuffer {}x{}: difference {d:.1} (flipped: {d_flipped:.1})", shown.width, shown.height, fb.width, fb.height);
-            assert!(d < 12.0 && d_flipped > 2.0 * d.max(4.0), "window and framebuffer differ: {d:.1} (flipped {d_flipped:.1})");
-            let f = std::fs::File::create(shots.join("manager-guest-window.png")).unwrap();
-            let mut enc = png::Encoder::new(std::io::BufWriter::new(f), shown.width, shown.height);
-            enc.set_color(png::ColorType::Rgb);
-            enc.write_header().unwrap().write_image_data(&shown.rgb).unwrap();
+        if window {
+            window_shows_framebuffer(&display, &store, &lib, "Empty", &shots.join("manager-guest-seabios.png"));
         }
         // polls keep asking the VM: still paused a second later
         let t0 = Instant::now();
@@ -417,12 +389,45 @@ fn gui_session() {
         assert_eq!(lib.model().state("Empty"), VmState::Paused);
         r.pause.emit_clicked();
         pump_until("Empty resumed", Duration::from_secs(10), || lib.model().state("Empty") == VmState::Running);
-        pump();
-        save_png(&win, &shots.join("manager-library.png"));
         r.stop.emit_clicked();
         pump_until("Empty stopped", Duration::from_secs(20), || lib.model().state("Empty") == VmState::Stopped);
         assert!(!super::vmproc::socket_path(&store, "Empty").exists());
         assert!(r.start.is_sensitive() && r.delete.is_sensitive());
+
+        // a VM from the ISO boots GRUB from the IDE CD-ROM: its menu on the serial port (run.log),
+        // its screen as the thumbnail and, with the window, in the guest window
+        let (w, _) = open_wizard(&lib);
+        w.media_iso.set_active(true);
+        w.iso.set_text(iso.to_str().unwrap());
+        w.next.emit_clicked();
+        w.os.set_selected(OsType::ALL.iter().position(|o| *o == OsType::Linux).unwrap() as u32);
+        pump();
+        w.next.emit_clicked();
+        w.disk.set_active(false);
+        w.next.emit_clicked();
+        w.name.set_text("GRUB");
+        w.start_after.set_active(true);
+        pump();
+        w.create.emit_clicked();
+        pump_until("GRUB to run", Duration::from_secs(60), || lib.model().state("GRUB") == VmState::Running);
+        let log = store.vm_dir("GRUB").join("run.log");
+        pump_until("GRUB's menu on the serial port", Duration::from_secs(90), || {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("Vessel GRUB test entry"))
+        });
+        let menu_at = std::time::SystemTime::now();
+        let g = row(&lib, "GRUB");
+        let screen = super::vmproc::screen_path(&store, "GRUB");
+        pump_until("the GRUB screen as thumbnail", Duration::from_secs(20), || {
+            g.thumbnail.paintable().is_some() && std::fs::metadata(&screen).and_then(|m| m.modified()).is_ok_and(|t| t > menu_at)
+        });
+        save_png(&win, &shots.join("manager-library.png"));
+        if window {
+            g.pause.emit_clicked();
+            pump_until("GRUB paused", Duration::from_secs(10), || lib.model().state("GRUB") == VmState::Paused);
+            window_shows_framebuffer(&display, &store, &lib, "GRUB", &shots.join("manager-guest-grub.png"));
+        }
+        g.stop.emit_clicked();
+        pump_until("GRUB stopped", Duration::from_secs(20), || lib.model().state("GRUB") == VmState::Stopped);
 
         // a VM process that dies (SIGKILL, as a crash would) is reported; the manager carries on
         r.start.emit_clicked();
@@ -476,6 +481,40 @@ fn gui_session() {
     pump();
     drop(lib);
     std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// With the VM paused, the framebuffer it reports (the screendump the manager saves) is what its
+/// guest window (opened by `vessel run` on our display) shows. Writes the window's picture to `png`.
+fn window_shows_framebuffer(display: &str, store: &Store, lib: &Controller<Library>, name: &str, png_path: &Path) {
+    assert_eq!(lib.model().state(name), VmState::Paused);
+    let mut id = None;
+    pump_until("the guest window", Duration::from_secs(30), || {
+        id = find_window(display, &format!("{name} — Vessel")).or_else(|| find_window(display, &format!("{name} ")));
+        id.is_some()
+    });
+    let id = id.unwrap();
+    let screen = super::vmproc::screen_path(store, name);
+    let paused_at = std::time::SystemTime::now();
+    pump_until("a screendump after the pause", Duration::from_secs(10), || {
+        std::fs::metadata(&screen).and_then(|m| m.modified()).is_ok_and(|t| t > paused_at)
+    });
+    pump_for(300);
+    let fb = super::thumbnail::read_image(&screen).unwrap();
+    let shown = capture_window(display, &id);
+    assert!(shown.width >= fb.width && shown.height >= fb.height, "window {}x{} < guest {}x{}", shown.width, shown.height, fb.width, fb.height);
+    let d = picture_difference(&fb, &shown);
+    let mut flipped = fb.clone();
+    let row_len = fb.width as usize * 3;
+    for (y, chunk) in fb.rgb.chunks(row_len).rev().enumerate() {
+        flipped.rgb[y * row_len..(y + 1) * row_len].copy_from_slice(chunk);
+    }
+    let d_flipped = picture_difference(&flipped, &shown);
+    eprintln!("{name}: guest window {}x{} vs framebuffer {}x{}: difference {d:.1} (flipped: {d_flipped:.1})", shown.width, shown.height, fb.width, fb.height);
+    assert!(d < 12.0 && d_flipped > 2.0 * d.max(4.0), "{name}: window and framebuffer differ: {d:.1} (flipped {d_flipped:.1})");
+    let f = std::fs::File::create(png_path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(f), shown.width, shown.height);
+    enc.set_color(png::ColorType::Rgb);
+    enc.write_header().unwrap().write_image_data(&shown.rgb).unwrap();
 }
 
 /// The X window id of the first top-level window whose title starts with `prefix`.
