@@ -88,8 +88,13 @@ pub fn parse_floppy_drive(spec: &str) -> Result<FloppySpec> {
     Ok(s)
 }
 
-/// The floppy drives of a command line, by unit.
-pub fn floppy_specs(fda: Option<&PathBuf>, fdb: Option<&PathBuf>, drives: &[String]) -> Result<[Option<FloppySpec>; 2]> {
+/// The floppy drives of a command line, by unit. `snapshot`: QEMU's global `-snapshot`.
+pub fn floppy_specs(
+    fda: Option<&PathBuf>,
+    fdb: Option<&PathBuf>,
+    drives: &[String],
+    snapshot: bool,
+) -> Result<[Option<FloppySpec>; 2]> {
     let mut units: [Option<FloppySpec>; 2] = [None, None];
     let plain = |p: &PathBuf, u| FloppySpec { unit: Some(u), path: p.clone(), format: None, read_only: false, snapshot: false };
     let mut all: Vec<FloppySpec> = Vec::new();
@@ -106,7 +111,7 @@ pub fn floppy_specs(fda: Option<&PathBuf>, fdb: Option<&PathBuf>, drives: &[Stri
         if units[unit].is_some() {
             bail!("floppy drive {unit} ({}) is given twice", if unit == 0 { "-fda" } else { "-fdb" });
         }
-        units[unit] = Some(s);
+        units[unit] = Some(FloppySpec { snapshot: s.snapshot || snapshot, ..s });
     }
     Ok(units)
 }
@@ -154,17 +159,18 @@ mod tests {
     #[test]
     fn units_and_conflicts() {
         let a = PathBuf::from("a.img");
-        let u = floppy_specs(None, None, &["file=x.img,if=floppy".into(), "file=y.img,if=floppy".into()]).unwrap();
+        let u = floppy_specs(None, None, &["file=x.img,if=floppy".into(), "file=y.img,if=floppy".into()], false).unwrap();
         assert_eq!(u[0].as_ref().unwrap().path, PathBuf::from("x.img"));
         assert_eq!(u[1].as_ref().unwrap().path, PathBuf::from("y.img"));
-        let u = floppy_specs(Some(&a), None, &["file=y.img,if=floppy".into()]).unwrap();
+        let u = floppy_specs(Some(&a), None, &["file=y.img,if=floppy".into()], true).unwrap();
         assert_eq!(u[1].as_ref().unwrap().path, PathBuf::from("y.img"));
-        assert!(floppy_specs(Some(&a), None, &["file=y.img,if=floppy,index=0".into()]).is_err());
-        let e = build_fdc(&floppy_specs(Some(&PathBuf::from("/nonexistent/f.img")), None, &[]).unwrap()).err().unwrap();
+        assert!(u[0].as_ref().unwrap().snapshot && u[1].as_ref().unwrap().snapshot, "-snapshot applies to floppies");
+        assert!(floppy_specs(Some(&a), None, &["file=y.img,if=floppy,index=0".into()], false).is_err());
+        let e = build_fdc(&floppy_specs(Some(&PathBuf::from("/nonexistent/f.img")), None, &[], false).unwrap()).err().unwrap();
         assert!(format!("{e:#}").contains("/nonexistent/f.img: no such file"), "{e:#}");
         let bad = std::env::temp_dir().join(format!("vessel-bad-floppy-{}.img", std::process::id()));
         std::fs::write(&bad, vec![0u8; 12345]).unwrap();
-        let e = build_fdc(&floppy_specs(Some(&bad), None, &[]).unwrap()).err().unwrap();
+        let e = build_fdc(&floppy_specs(Some(&bad), None, &[], false).unwrap()).err().unwrap();
         assert!(format!("{e:#}").contains("12345 bytes is not a floppy image size"), "{e:#}");
         let _ = std::fs::remove_file(bad);
         let fdc = build_fdc(&[None, None]).unwrap();

@@ -229,7 +229,7 @@ pub fn build_machine(a: &RunArgs) -> Result<Machine> {
             bail!("networking is not implemented (only `-nic none`)");
         }
     }
-    let floppies = crate::floppy::floppy_specs(a.fda.as_ref(), a.fdb.as_ref(), &a.drive)?;
+    let floppies = crate::floppy::floppy_specs(a.fda.as_ref(), a.fdb.as_ref(), &a.drive, a.snapshot)?;
     let hd = [a.hda.as_ref(), a.hdb.as_ref(), a.hdc.as_ref(), a.hdd.as_ref()];
     let ide_drives: Vec<String> = a.drive.iter().filter(|d| !crate::floppy::is_floppy_drive(d)).cloned().collect();
     let ide = crate::drives::build_ide(&crate::drives::drive_list(hd, a.cdrom.as_ref(), &ide_drives, a.snapshot)?)?;

@@ -188,4 +188,23 @@ mod tests {
         assert!(geometry_for_size(1_474_561).is_none());
         assert_eq!(g.offset(1, 1, 3), ((1 * 2 + 1) * 18 + 2) * 512);
     }
+
+    #[test]
+    fn snapshot_and_read_only_opens() {
+        let p = std::env::temp_dir().join(format!("vessel-fd-media-{}.img", std::process::id()));
+        std::fs::write(&p, vec![0x11u8; 737_280]).unwrap();
+        let m = Media::open_with(&p, Some("raw"), false, true).unwrap();
+        assert!(!m.read_only, "snapshot: writable");
+        m.image.write_at(&[0x22; 512], 0).unwrap();
+        let mut b = [0u8; 512];
+        m.image.read_at(&mut b, 0).unwrap();
+        assert_eq!(b, [0x22; 512], "the guest sees its write");
+        assert!(std::fs::read(&p).unwrap().iter().all(|&x| x == 0x11), "the file does not change");
+        let m = Media::open(&p, None, true).unwrap();
+        assert!(m.read_only);
+        assert_eq!(m.format, "raw");
+        assert_eq!(m.geometry.rate, rate::K250);
+        assert!(m.image.write_at(&[0; 512], 0).is_err());
+        let _ = std::fs::remove_file(&p);
+    }
 }
