@@ -9,6 +9,7 @@ mod img;
 mod manager;
 mod run;
 mod screenshot;
+mod window;
 
 #[derive(Parser)]
 #[command(name = "vessel", version, about = "Vessel: a desktop virtualization manager with its own PC emulator")]
@@ -22,7 +23,7 @@ struct Cli {
 enum Command {
     /// Print what this build of Vessel contains.
     Version,
-    /// Boot a PC headless (QEMU-style flags: -m, -bios, -serial, -kernel, -nographic, ...).
+    /// Boot a PC in a window, or headless with -nographic / -display none (QEMU-style flags: -m, -bios, -serial, -kernel, ...).
     Run(run::RunArgs),
     /// Disk images (qemu-img verbs): create, info, check, convert, snapshot, commit, rebase, resize, map, bench.
     Img(img::ImgArgs),

@@ -4,6 +4,9 @@
 //! `-kernel/-initrd/-append`, `-boot menu=on`, `-no-reboot`, ...): single-dash long options are
 //! rewritten to clap's double-dash form by [`qemu_style_args`] before parsing.
 //!
+//! With a display (no `-nographic`, no `-display none`) the machine runs on the VM engine and the
+//! guest is shown in a window (`crate::window`); closing the window powers the VM off (status 0).
+//!
 //! Exit status: 0 on guest power-off (ACPI S5), QEMU's `(value << 1) | 1` for a write to the
 //! isa-debug-exit port 0x501, 0 when the guest resets with `-no-reboot`, 124 on `--timeout`.
 
@@ -41,9 +44,21 @@ pub struct RunArgs {
     /// Debug console port 0x402 (SeaBIOS's log): `stdio`, `file:PATH` or a path.
     #[arg(long)]
     pub debugcon: Option<String>,
-    /// `none` (the only display `vessel run` has).
+    /// `none` (headless) or `gtk`/`sdl`/`window` (the guest window). Without `-display` and
+    /// `-nographic` the window opens when a display server is there (DISPLAY/WAYLAND_DISPLAY),
+    /// otherwise the run is headless with a warning.
     #[arg(long)]
     pub display: Option<String>,
+    /// The VM's name for the window title (QEMU `-name NAME` or `-name guest=NAME,...`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Start the window fullscreen (Ctrl+Alt+F toggles).
+    #[arg(long = "full-screen")]
+    pub full_screen: bool,
+    /// How the window scales the guest screen: `integer` (whole multiples, sharp) or `smooth`
+    /// (fill the window, filtered); both keep the aspect ratio.
+    #[arg(long, value_enum, default_value = "integer")]
+    pub scale: crate::window::ScaleMode,
     /// No display at all: serial on stdio and SeaBIOS mirrors its screen to COM1 (as QEMU).
     #[arg(long)]
     pub nographic: bool,
@@ -135,7 +150,7 @@ pub fn qemu_style_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString
             out.push(OsString::from(format!("-{s}")));
             expect_value = !matches!(
                 s.as_str(),
-                "-nographic" | "-localtime" | "-no-reboot" | "-realtime" | "-snapshot"
+                "-nographic" | "-localtime" | "-no-reboot" | "-realtime" | "-snapshot" | "-full-screen"
             );
         } else {
             expect_value = s == "-m" && !expect_value;
@@ -329,8 +344,48 @@ fn stdin_reader() -> mpsc::Receiver<Vec<u8>> {
     rx
 }
 
-pub fn run(a: RunArgs) -> Result<i32> {
+/// Whether `vessel run` shows the guest in a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DisplayKind {
+    Headless,
+    Window,
+    /// No `-display`: a window if there is a display server to show it on.
+    Auto,
+}
+
+fn display_kind(a: &RunArgs) -> Result<DisplayKind> {
+    if a.nographic {
+        return Ok(DisplayKind::Headless);
+    }
+    // QEMU's `-display gtk,zoom-to-fit=on`: the part before the first comma picks the display
+    let d = a.display.as_deref().map(|d| d.split(',').next().unwrap_or(""));
+    Ok(match d {
+        Some("none") => DisplayKind::Headless,
+        None | Some("default") => DisplayKind::Auto,
+        Some("gtk" | "sdl" | "window") => DisplayKind::Window,
+        Some(other) => bail!("unknown -display {other:?}: use none (headless) or gtk/sdl/window (the guest window)"),
+    })
+}
+
+pub fn run(mut a: RunArgs) -> Result<i32> {
+    if let Some(n) = &a.name {
+        // `-name guest=NAME,process=...`
+        let n = n.split(',').find_map(|p| p.strip_prefix("guest=")).unwrap_or(n.split(',').next().unwrap_or(""));
+        a.name = Some(n.to_string());
+    }
+    let windowed = match display_kind(&a)? {
+        DisplayKind::Headless => false,
+        DisplayKind::Window => true,
+        DisplayKind::Auto if crate::window::display_server_available() => true,
+        DisplayKind::Auto => {
+            eprintln!("vessel: no display server (DISPLAY/WAYLAND_DISPLAY unset): running headless; -display none silences this");
+            false
+        }
+    };
     let mut m = build_machine(&a)?;
+    if windowed {
+        return crate::window::session::run_windowed(&a, m);
+    }
     let serial_stdio = a.serial.as_deref().is_none_or(|s| s == "stdio" || s == "mon:stdio");
     let input = serial_stdio.then(stdin_reader);
     let mut pending: Vec<u8> = Vec::new();

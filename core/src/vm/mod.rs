@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 
 pub use frame::{FrameReader, FrameWriter, frame_channel};
-pub use input::{InputEvent, MouseButtons};
+pub use input::{InputEvent, MouseButtons, PAUSE, PRINT_SCREEN};
 
 use crate::display::Frame;
 

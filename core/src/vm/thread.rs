@@ -154,6 +154,16 @@ impl<M: Machine> Runner<M> {
 
     /// Run slices for about `budget` of wall time. Returns true when the machine went idle.
     fn run_for(&mut self, budget: Duration) -> bool {
+        // Real time: an idle guest skips virtual time ahead to its next timer in one slice, so
+        // check before every slice and wait (briefly, to keep commands and refreshes flowing)
+        // while the guest is ahead of the wall clock.
+        if self.opts.realtime {
+            let ahead = self.ahead_of_wall();
+            if ahead > Duration::from_millis(2) {
+                std::thread::sleep(ahead.min(Duration::from_millis(8)));
+                return false;
+            }
+        }
         let start = Instant::now();
         let mut n = 0u32;
         loop {
@@ -168,19 +178,21 @@ impl<M: Machine> Runner<M> {
                 }
             }
             n += 1;
+            if self.opts.realtime && self.ahead_of_wall() > Duration::from_millis(2) {
+                break;
+            }
             // Instant::now is cheap but not free; slices are microseconds long.
             if n % 16 == 0 && start.elapsed() >= budget {
                 break;
             }
         }
-        if self.opts.realtime {
-            let wall = self.epoch.elapsed().as_nanos() as u64;
-            let virt = self.m.virtual_ns();
-            if virt > wall + 2_000_000 {
-                std::thread::sleep(Duration::from_nanos((virt - wall).min(50_000_000)));
-            }
-        }
         false
+    }
+
+    /// How far virtual time is ahead of the wall clock (zero when behind).
+    fn ahead_of_wall(&self) -> Duration {
+        let wall = self.epoch.elapsed().as_nanos() as u64;
+        Duration::from_nanos(self.m.virtual_ns().saturating_sub(wall))
     }
 
     /// Serial output events and display refresh.

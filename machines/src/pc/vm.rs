@@ -75,6 +75,19 @@ fn set1_to_set2(code: u8) -> Option<u8> {
     (0..0x84u8).rev().find(|&b| crate::i8042::set2_to_set1(b) == code)
 }
 
+/// Keys a real keyboard sends as more than a prefixed make/break code, in set 2.
+fn special_key_set2(code: u16, pressed: bool) -> Option<&'static [u8]> {
+    match (code, pressed) {
+        // Pause: one sequence on press, nothing on release
+        (vm::PAUSE, true) => Some(&[0xE1, 0x14, 0x77, 0xE1, 0xF0, 0x14, 0xF0, 0x77]),
+        (vm::PAUSE, false) => Some(&[]),
+        // Print Screen with its fake left shift
+        (vm::PRINT_SCREEN, true) => Some(&[0xE0, 0x12, 0xE0, 0x7C]),
+        (vm::PRINT_SCREEN, false) => Some(&[0xE0, 0xF0, 0x7C, 0xE0, 0xF0, 0x12]),
+        _ => None,
+    }
+}
+
 impl Machine {
     fn save(&mut self, out: &mut dyn Write) -> Result<(), VmError> {
         let pc = &mut self.pc;
@@ -291,6 +304,12 @@ impl vm::Machine for Machine {
     fn input(&mut self, ev: &InputEvent) {
         match *ev {
             InputEvent::Key { code, pressed } => {
+                if let Some(seq) = special_key_set2(code, pressed) {
+                    if !seq.is_empty() {
+                        self.pc.key_event(seq);
+                    }
+                    return;
+                }
                 let ext = code >> 8 == 0xE0;
                 let Some(c2) = set1_to_set2(code as u8 & 0x7F) else {
                     tracing::debug!(code, "key without a set 2 code");
@@ -339,5 +358,42 @@ impl vm::Machine for Machine {
 
     fn flush(&mut self) {
         self.pc.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i8042::set2_to_set1;
+
+    /// What a guest reading port 0x60 with translation on (the PC default) sees.
+    fn translated(set2: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut brk = false;
+        for &b in set2 {
+            if b == 0xF0 {
+                brk = true;
+                continue;
+            }
+            out.push(set2_to_set1(b) | if std::mem::take(&mut brk) { 0x80 } else { 0 });
+        }
+        out
+    }
+
+    #[test]
+    fn pause_and_print_screen_are_the_real_sequences() {
+        assert_eq!(translated(special_key_set2(vm::PAUSE, true).unwrap()), [0xE1, 0x1D, 0x45, 0xE1, 0x9D, 0xC5]);
+        assert_eq!(special_key_set2(vm::PAUSE, false), Some(&[][..]));
+        assert_eq!(translated(special_key_set2(vm::PRINT_SCREEN, true).unwrap()), [0xE0, 0x2A, 0xE0, 0x37]);
+        assert_eq!(translated(special_key_set2(vm::PRINT_SCREEN, false).unwrap()), [0xE0, 0xB7, 0xE0, 0xAA]);
+    }
+
+    /// Every set 1 make code a front end sends survives the trip to set 2 and back.
+    #[test]
+    fn set1_codes_round_trip_through_set2() {
+        for c in (0x01..=0x58u8).chain([0x59, 0x70, 0x73, 0x79, 0x7B, 0x7D, 0x7E]) {
+            let s2 = set1_to_set2(c).unwrap_or_else(|| panic!("{c:#x} has no set 2 code"));
+            assert_eq!(set2_to_set1(s2), c);
+        }
     }
 }
