@@ -66,7 +66,7 @@ pub fn title(name: Option<&str>, state: &RunState, grabbed: bool, view: View) ->
         t.push_str(" — monitor, Ctrl+Alt+1 returns to the guest");
     }
     if grabbed {
-        t.push_str(" — Press Ctrl+Alt+G to release the mouse and keyboard");
+        t.push_str(" — Press Ctrl+Alt+G to release the mouse");
     }
     t
 }

@@ -20,7 +20,8 @@
 //! - **Scaling** ([`ScaleMode`]): `pixels`' pixel-perfect renderer (whole multiples) or its
 //!   aspect-preserving fill renderer, both letterboxed in black. The window resizes itself to each
 //!   new guest mode (text 720x400, 640x480, 1024x768, ...) unless it is fullscreen.
-//! - **Hotkeys** (Ctrl+Alt held, never passed to the guest): F fullscreen, G grab/release, 1 the
+//! - **Hotkeys** (Ctrl+Alt held, the letter never passed to the guest, acting when it is
+//!   released): F fullscreen, G grab/release, 1 the
 //!   guest screen, 2 the monitor console (when the run has one, see [`Console`]). A click into
 //!   the window grabs as well. While grabbed the pointer is hidden and locked/confined and
 //!   relative motion goes to the PS/2 mouse; the title says how to get out.
@@ -214,6 +215,12 @@ struct App {
     /// Sub-pixel remainder of relative motion.
     motion_rest: (f64, f64),
     closing: bool,
+    /// Surface size and whether the integer renderer is on, as last configured.
+    surface: Option<((u32, u32), bool)>,
+    /// A hotkey whose letter key is down (it fires on release).
+    hotkey_down: Option<KeyCode>,
+    /// Window size to get back to after leaving fullscreen, and how often to still ask.
+    restore: Option<((u32, u32), u8)>,
     end: Option<StopReason>,
     error: Option<anyhow::Error>,
 }
@@ -240,6 +247,9 @@ impl App {
             buttons: 0,
             motion_rest: (0.0, 0.0),
             closing: false,
+            surface: None,
+            hotkey_down: None,
+            restore: None,
             end: None,
             error: None,
         }
@@ -256,14 +266,16 @@ impl App {
 
     fn create(&mut self, el: &ActiveEventLoop) -> Result<()> {
         let size = PhysicalSize::new(INITIAL_SIZE.0, INITIAL_SIZE.1);
-        let mut attrs = Window::default_attributes()
+        let attrs = Window::default_attributes()
             .with_title(self.title())
             .with_inner_size(size)
             .with_min_inner_size(PhysicalSize::new(160, 100));
-        if self.opts.full_screen {
-            attrs = attrs.with_fullscreen(Some(Fullscreen::Borderless(None)));
-        }
         let window = Arc::new(el.create_window(attrs).context("create the window")?);
+        if self.opts.full_screen {
+            // asked of the window manager once the window exists (as an attribute it can be
+            // dropped before the window is mapped)
+            window.set_fullscreen(Some(Fullscreen::Borderless(None)));
+        }
         let inner = window.inner_size();
         let surface = SurfaceTexture::new(inner.width.max(1), inner.height.max(1), window.clone());
         let pixels = PixelsBuilder::new(INITIAL_SIZE.0, INITIAL_SIZE.1, surface)
@@ -273,7 +285,7 @@ impl App {
         tracing::info!(adapter = ?pixels.adapter().get_info(), "window surface ready");
         self.window = Some(window);
         self.pixels = Some(pixels);
-        self.apply_scaling();
+        self.apply_scaling(true);
         Ok(())
     }
 
@@ -287,17 +299,23 @@ impl App {
         }
     }
 
-    fn apply_scaling(&mut self) {
+    /// Pick the scaling renderer for the window and guest sizes and reconfigure the surface if
+    /// either changed (`force` after a buffer change). Reconfiguring costs round trips to the
+    /// display server, so it happens once per change, not per event.
+    fn apply_scaling(&mut self, force: bool) {
         let (Some(w), Some(p)) = (&self.window, &mut self.pixels) else { return };
         let s = w.inner_size();
-        let mode = if self.opts.scale.integer_fits((s.width, s.height), self.buffer) {
-            ScalingMode::PixelPerfect
-        } else {
-            ScalingMode::Fill
-        };
-        p.set_scaling_mode(mode);
-        // resize_surface recomputes the scaling matrix for the new mode
-        let _ = p.resize_surface(s.width.max(1), s.height.max(1));
+        let size = (s.width.max(1), s.height.max(1));
+        let integer = self.opts.scale.integer_fits(size, self.buffer);
+        if !force && self.surface == Some((size, integer)) {
+            return;
+        }
+        self.surface = Some((size, integer));
+        p.set_scaling_mode(if integer { ScalingMode::PixelPerfect } else { ScalingMode::Fill });
+        // resize_surface recomputes the scaling matrix for the mode
+        if let Err(e) = p.resize_surface(size.0, size.1) {
+            tracing::warn!("resize the surface to {}x{}: {e}", size.0, size.1);
+        }
     }
 
     /// Make `pixels`' buffer `size`; resize the window to the new mode unless fullscreen.
@@ -315,7 +333,7 @@ impl App {
                 let _ = w.request_inner_size(PhysicalSize::new(ww, wh));
             }
         }
-        self.apply_scaling();
+        self.apply_scaling(true);
         Ok(())
     }
 
@@ -400,9 +418,13 @@ impl App {
         let Some(w) = &self.window else { return };
         if w.fullscreen().is_some() {
             w.set_fullscreen(None);
-            let (ww, wh) = layout::window_size_for(self.buffer, w.scale_factor());
-            let _ = w.request_inner_size(PhysicalSize::new(ww, wh));
+            // the window manager restores the size from before fullscreen (for a window that
+            // started fullscreen: whatever it likes); insist on the guest's size a few times
+            let want = layout::window_size_for(self.buffer, w.scale_factor());
+            let _ = w.request_inner_size(PhysicalSize::new(want.0, want.1));
+            self.restore = Some((want, 3));
         } else {
+            self.restore = None;
             w.set_fullscreen(Some(Fullscreen::Borderless(None)));
         }
     }
@@ -424,11 +446,15 @@ impl App {
         }
     }
 
-    /// Ctrl+Alt+key: handled by the window. Returns true if the key was a hotkey.
-    fn hotkey(&mut self, el: &ActiveEventLoop, key: KeyCode) -> bool {
-        if !(self.mods.control_key() && self.mods.alt_key()) {
-            return false;
-        }
+    /// Is Ctrl+Alt+`key` one of the window's hotkeys?
+    fn is_hotkey(&self, key: KeyCode) -> bool {
+        self.mods.control_key()
+            && self.mods.alt_key()
+            && matches!(key, KeyCode::KeyF | KeyCode::KeyG | KeyCode::Digit1 | KeyCode::Digit2)
+    }
+
+    /// Carry out a hotkey (on the release of its letter key, see `keyboard`).
+    fn hotkey(&mut self, el: &ActiveEventLoop, key: KeyCode) {
         match key {
             KeyCode::KeyF => self.toggle_fullscreen(),
             KeyCode::KeyG => {
@@ -446,7 +472,7 @@ impl App {
             KeyCode::Digit2 if self.view != View::Monitor => {
                 if self.opts.console.is_none() {
                     tracing::info!("this run has no monitor console");
-                    return true;
+                    return;
                 }
                 self.release_all();
                 self.set_grab(false);
@@ -457,17 +483,27 @@ impl App {
                 self.update_title();
                 self.redraw();
             }
-            KeyCode::Digit1 | KeyCode::Digit2 => {}
-            _ => return false,
+            _ => {}
         }
-        true
     }
 
     fn keyboard(&mut self, el: &ActiveEventLoop, event: winit::event::KeyEvent, synthetic: bool) {
         let PhysicalKey::Code(key) = event.physical_key else { return };
         let pressed = event.state == ElementState::Pressed;
-        if pressed && !synthetic && self.hotkey(el, key) {
+        // Hotkeys act when their letter key goes up: a fullscreen switch or grab while the key
+        // is still down makes some window managers lose its release (the X server then keeps
+        // repeating it), so nothing is reconfigured until the key is back up.
+        if pressed && !synthetic && self.is_hotkey(key) {
+            self.hotkey_down = Some(key);
             return;
+        }
+        if !pressed && self.hotkey_down == Some(key) {
+            self.hotkey_down = None;
+            self.hotkey(el, key);
+            return;
+        }
+        if self.hotkey_down == Some(key) {
+            return; // auto-repeat of a held hotkey
         }
         if self.view == View::Monitor {
             if pressed {
@@ -578,24 +614,31 @@ impl ApplicationHandler<Wake> for App {
     }
 
     fn window_event(&mut self, el: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
+        tracing::trace!(?event, "window event");
         match event {
             WindowEvent::CloseRequested => {
                 // closing the window is pulling the plug (QEMU does the same)
+                tracing::info!("window closed: powering the VM off");
                 self.closing = true;
                 if self.cmd.send(Command::Quit).is_err() {
                     el.exit();
                 }
             }
             WindowEvent::Resized(size) => {
-                if let Some(p) = &mut self.pixels {
-                    if let Err(e) = p.resize_surface(size.width.max(1), size.height.max(1)) {
-                        tracing::warn!("resize the surface: {e}");
+                if let (Some((want, tries)), Some(w)) = (self.restore, &self.window) {
+                    if w.fullscreen().is_some() || (size.width, size.height) == want || tries == 0 {
+                        self.restore = None;
+                    } else {
+                        self.restore = Some((want, tries - 1));
+                        let _ = w.request_inner_size(PhysicalSize::new(want.0, want.1));
                     }
                 }
-                self.apply_scaling();
+                // the surface is reconfigured right before the next render, once for however
+                // many resizes the window manager sent meanwhile
                 self.redraw();
             }
             WindowEvent::RedrawRequested => {
+                self.apply_scaling(false);
                 if let Some(p) = &self.pixels {
                     if let Err(e) = p.render() {
                         self.fail(el, anyhow!("render: {e}"));

@@ -115,6 +115,10 @@ pub trait Machine: Send + 'static {
     }
     /// Flush output sinks (serial files, disks' write caches).
     fn flush(&mut self) {}
+    /// Push buffered console output (serial and debug-console files, stdout) to the OS, so
+    /// whoever watches them sees it promptly. Cheap; the engine calls it about every display
+    /// refresh interval.
+    fn flush_output(&mut self) {}
 }
 
 #[derive(Debug, thiserror::Error)]

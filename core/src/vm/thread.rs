@@ -200,6 +200,7 @@ impl<M: Machine> Runner<M> {
         self.drain_serial();
         if self.last_refresh.elapsed() >= self.refresh {
             self.last_refresh = Instant::now();
+            self.m.flush_output();
             if !paused {
                 self.refresh_display();
             }

@@ -359,6 +359,12 @@ impl vm::Machine for Machine {
     fn flush(&mut self) {
         self.pc.flush();
     }
+
+    fn flush_output(&mut self) {
+        self.pc.serial.flush();
+        self.pc.debugcon.flush();
+        let _ = std::io::stdout().flush();
+    }
 }
 
 #[cfg(test)]
