@@ -297,7 +297,8 @@ fn host_is_amd() -> bool {
     use std::sync::OnceLock;
     static AMD: OnceLock<bool> = OnceLock::new();
     *AMD.get_or_init(|| {
-        // SAFETY: CPUID leaf 0 exists on every x86-64 CPU.
+        // CPUID leaf 0 exists on every x86-64 CPU (`__cpuid` is a safe fn on newer toolchains).
+        #[allow(unused_unsafe)]
         let r = unsafe { std::arch::x86_64::__cpuid(0) };
         let mut v = [0u8; 12];
         v[..4].copy_from_slice(&r.ebx.to_le_bytes());
