@@ -230,6 +230,23 @@ impl XServer {
         c.get_input_focus().unwrap().reply().unwrap();
     }
 
+    /// Whether some client holds the keyboard: another grab attempt is refused then.
+    fn keyboard_grabbed_elsewhere(&self) -> bool {
+        let c = self.connect();
+        let root = c.setup().roots[0].root;
+        let r = c
+            .grab_keyboard(false, root, x11rb::CURRENT_TIME, xproto::GrabMode::ASYNC, xproto::GrabMode::ASYNC)
+            .unwrap()
+            .reply()
+            .unwrap();
+        if r.status == xproto::GrabStatus::SUCCESS {
+            c.ungrab_keyboard(x11rb::CURRENT_TIME).unwrap();
+            c.get_input_focus().unwrap().reply().unwrap();
+            return false;
+        }
+        r.status == xproto::GrabStatus::ALREADY_GRABBED
+    }
+
     fn key(&self, win: u32, keys: &str) {
         // with a window manager, ask it to activate the window (it may take a plain focus back),
         // and let it settle before typing
@@ -416,10 +433,12 @@ fn window_shows_the_guest_and_types_into_it() {
     x.hotkey(win, "g");
     std::thread::sleep(Duration::from_millis(300));
     let t = x.title(win);
-    assert!(t.contains("Ctrl+Alt+G"), "grabbed title: {t}");
+    assert_eq!(t, "seabios — Vessel (running) — Press Ctrl+Alt+G to release the mouse and keyboard");
+    assert!(x.keyboard_grabbed_elsewhere(), "the window holds the keyboard while grabbed");
     x.hotkey(win, "g");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(x.title(win), "seabios — Vessel (running)");
+    assert!(!x.keyboard_grabbed_elsewhere(), "keyboard released with Ctrl+Alt+G");
 
     // integer scaling: the user makes the window twice as big
     x.xdotool(&["windowsize", &win.to_string(), "1440", "800"]);

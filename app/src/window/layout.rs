@@ -56,8 +56,9 @@ pub fn state_word(s: &RunState) -> &'static str {
     }
 }
 
-/// `NAME — Vessel (running)`, with the release hint while input is grabbed.
-pub fn title(name: Option<&str>, state: &RunState, grabbed: bool, view: View) -> String {
+/// `NAME — Vessel (running)`, with the release hint while input is grabbed (`keyboard`: the
+/// keyboard is grabbed too).
+pub fn title(name: Option<&str>, state: &RunState, grabbed: bool, keyboard: bool, view: View) -> String {
     let mut t = match name {
         Some(n) if !n.is_empty() => format!("{n} — Vessel ({})", state_word(state)),
         _ => format!("Vessel ({})", state_word(state)),
@@ -66,7 +67,11 @@ pub fn title(name: Option<&str>, state: &RunState, grabbed: bool, view: View) ->
         t.push_str(" — monitor, Ctrl+Alt+1 returns to the guest");
     }
     if grabbed {
-        t.push_str(" — Press Ctrl+Alt+G to release the mouse");
+        t.push_str(if keyboard {
+            " — Press Ctrl+Alt+G to release the mouse and keyboard"
+        } else {
+            " — Press Ctrl+Alt+G to release the mouse"
+        });
     }
     t
 }
@@ -94,12 +99,14 @@ mod tests {
 
     #[test]
     fn titles() {
-        assert_eq!(title(Some("dos"), &RunState::Running, false, View::Guest), "dos — Vessel (running)");
-        assert_eq!(title(None, &RunState::Paused, false, View::Guest), "Vessel (paused)");
-        let t = title(Some("dos"), &RunState::Running, true, View::Guest);
-        assert!(t.starts_with("dos — Vessel (running)") && t.contains("Ctrl+Alt+G"), "{t}");
+        assert_eq!(title(Some("dos"), &RunState::Running, false, false, View::Guest), "dos — Vessel (running)");
+        assert_eq!(title(None, &RunState::Paused, false, false, View::Guest), "Vessel (paused)");
+        let t = title(Some("dos"), &RunState::Running, true, false, View::Guest);
+        assert!(t.starts_with("dos — Vessel (running)") && t.ends_with("release the mouse"), "{t}");
+        let t = title(Some("dos"), &RunState::Running, true, true, View::Guest);
+        assert!(t.ends_with("Ctrl+Alt+G to release the mouse and keyboard"), "{t}");
         assert_eq!(
-            title(Some("x"), &RunState::Shutdown(StopReason::PowerOff), false, View::Guest),
+            title(Some("x"), &RunState::Shutdown(StopReason::PowerOff), false, false, View::Guest),
             "x — Vessel (powered off)"
         );
     }

@@ -31,6 +31,7 @@
 //! Rendering needs a wgpu adapter: a GPU driver, or Mesa's software renderers (lavapipe for
 //! Vulkan, llvmpipe for GL) — docs/window.md describes the environment, incl. Xvfb for tests.
 
+pub mod keyboard_grab;
 pub mod keymap;
 pub mod layout;
 pub mod session;
@@ -208,6 +209,9 @@ struct App {
     /// The monitor console's picture.
     console_frame: Frame,
     grabbed: bool,
+    /// X11 keyboard grab, held while `grabbed` (where the platform allows it).
+    kbd_grab: keyboard_grab::KeyboardGrab,
+    keyboard_grabbed: bool,
     mods: ModifiersState,
     /// Scancodes the guest has seen go down and not up.
     held: Vec<u16>,
@@ -242,6 +246,8 @@ impl App {
             view: View::Guest,
             console_frame: Frame::default(),
             grabbed: false,
+            kbd_grab: keyboard_grab::KeyboardGrab::new(),
+            keyboard_grabbed: false,
             mods: ModifiersState::empty(),
             held: Vec::new(),
             buttons: 0,
@@ -290,7 +296,7 @@ impl App {
     }
 
     fn title(&self) -> String {
-        layout::title(self.opts.name.as_deref(), &self.state, self.grabbed, self.view)
+        layout::title(self.opts.name.as_deref(), &self.state, self.grabbed, self.keyboard_grabbed, self.view)
     }
 
     fn update_title(&self) {
@@ -405,9 +411,13 @@ impl App {
                 return;
             }
             w.set_cursor_visible(false);
+            self.keyboard_grabbed = self.kbd_grab.set(w, true);
         } else {
             let _ = w.set_cursor_grab(CursorGrabMode::None);
             w.set_cursor_visible(true);
+            if self.keyboard_grabbed {
+                self.keyboard_grabbed = self.kbd_grab.set(w, false);
+            }
         }
         self.grabbed = on;
         self.motion_rest = (0.0, 0.0);
