@@ -313,3 +313,51 @@ impl<M: Machine> Runner<M> {
         Ok(Reply::Done)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{InputEvent, Vm};
+    use super::*;
+
+    /// A guest that halts with a timer due 50 ms ahead, over and over: each slice skips 50 ms of
+    /// virtual time in no wall time (what an idle PC does).
+    struct Sleeper {
+        ns: u64,
+    }
+
+    impl Machine for Sleeper {
+        fn run_slice(&mut self) -> Slice {
+            self.ns += 50_000_000;
+            Slice::Ran
+        }
+        fn reset(&mut self) {}
+        fn virtual_ns(&self) -> u64 {
+            self.ns
+        }
+        fn instructions(&self) -> u64 {
+            0
+        }
+        fn serial_input(&mut self, _: &[u8]) -> usize {
+            0
+        }
+        fn take_serial_output(&mut self, _: &mut Vec<u8>) {}
+        fn input(&mut self, _: &InputEvent) {}
+    }
+
+    #[test]
+    fn realtime_keeps_an_idle_guest_at_wall_clock_speed() {
+        let start = Instant::now();
+        let vm = Vm::spawn(Sleeper { ns: 0 }, VmOptions { realtime: true, ..VmOptions::default() });
+        std::thread::sleep(Duration::from_millis(400));
+        let virt = Duration::from_nanos(vm.status().unwrap().virtual_ns);
+        let wall = start.elapsed();
+        // at most one slice (50 ms) ahead, and not stalled
+        assert!(virt <= wall + Duration::from_millis(60), "virtual {virt:?} ran ahead of wall {wall:?}");
+        assert!(virt >= Duration::from_millis(200), "virtual {virt:?} stalled (wall {wall:?})");
+
+        let fast = Vm::spawn(Sleeper { ns: 0 }, VmOptions::default());
+        std::thread::sleep(Duration::from_millis(100));
+        let virt = Duration::from_nanos(fast.status().unwrap().virtual_ns);
+        assert!(virt > Duration::from_secs(5), "without realtime idle time is skipped ({virt:?})");
+    }
+}
