@@ -67,3 +67,44 @@ fn seabios_text_screen_matches_qemu() {
         assert!(x0 / 9 == x1 / 9 && y0 / 16 == y1 / 16, "differences outside the cursor cell: {} pixels", diff.len());
     }
 }
+
+/// GRUB from the El Torito CD (tests/guests/out/grub-rescue.iso): its menu on the VGA text screen.
+fn grub_args(iso: &str) -> Vec<&str> {
+    vec!["-bios", SEABIOS, "-nographic", "-vga", "cirrus", "-nic", "none", "-m", "64", "-cdrom", iso, "-boot", "d"]
+}
+
+#[test]
+fn grub_menu_screen_from_cdrom_matches_qemu() {
+    let iso = vessel_tests::guest("grub-rescue.iso");
+    let dir = out_dir("vga-test");
+    let png = dir.join("vessel-grub.png");
+    let ppm = dir.join("qemu-grub.ppm");
+    let marker = "Vessel GRUB test entry";
+    let (q_serial, q_time) = qemu_screendump_at(&grub_args(&iso), marker, Duration::from_millis(1500), &ppm, Duration::from_secs(60));
+    let start = Instant::now();
+    let out = Command::new(vessel_binary())
+        .arg("run")
+        .args(grub_args(&iso))
+        .args(["-no-reboot", "--realtime", "--timeout", "12", "--screenshot"])
+        .arg(&png)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vessel");
+    let v_serial = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(124), "vessel should run until --timeout: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(q_serial.contains(marker));
+    assert!(v_serial.contains(marker), "vessel: GRUB menu not on serial: {v_serial}");
+    println!("GRUB menu on serial: qemu-system-i386 {:.2}s; vessel run (whole run with --realtime) {:.2}s",
+        q_time.as_secs_f64(), start.elapsed().as_secs_f64());
+    let q = read_ppm(&ppm);
+    let v = read_png(&png);
+    assert_eq!((v.width, v.height), (720, 400), "GRUB's console is 80x25 VGA text");
+    assert!(v.lit() > 5_000, "the menu screen is nearly empty ({} lit pixels)", v.lit());
+    let diff = v.diff(&q);
+    println!("pixels differing from QEMU's screendump: {} of {}", diff.len(), v.width * v.height);
+    // GRUB counts down its timeout ("... executed automatically in 27s.") on one text row; the two
+    // screens are taken at different seconds, so that row may differ. Nothing else may.
+    let rows: std::collections::BTreeSet<u32> = diff.iter().map(|d| d.1 / 16).collect();
+    println!("text rows that differ: {rows:?}");
+    assert!(rows.len() <= 1, "differences on text rows {rows:?}, not just the countdown");
+}
