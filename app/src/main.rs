@@ -7,6 +7,7 @@ mod floppy;
 mod img;
 #[cfg(feature = "manager")]
 mod manager;
+mod monitor;
 mod run;
 mod screenshot;
 mod window;

@@ -1,28 +1,40 @@
-//! `vessel run`: boot a `pc` machine headless, QEMU-style flags.
+//! `vessel run`: boot a `pc` machine, QEMU-style flags.
 //!
 //! Accepts the QEMU spellings the tests use (`-m 64`, `-nographic`, `-bios FILE`, `-serial stdio`,
-//! `-kernel/-initrd/-append`, `-boot menu=on`, `-no-reboot`, ...): single-dash long options are
-//! rewritten to clap's double-dash form by [`qemu_style_args`] before parsing.
+//! `-kernel/-initrd/-append`, `-boot menu=on`, `-no-reboot`, `-monitor unix:PATH,server,nowait`,
+//! ...): single-dash long options are rewritten to clap's double-dash form by
+//! [`qemu_style_args`] before parsing. `--profile NAME` takes the machine from a saved profile.
 //!
-//! With a display (no `-nographic`, no `-display none`) the machine runs on the VM engine and the
-//! guest is shown in a window (`crate::window`); closing the window powers the VM off (status 0).
+//! With a display (no `-nographic`, no `-display none`) the guest is shown in a window
+//! (`crate::window`); closing the window powers the VM off (status 0). Either way the machine
+//! runs on the engine's CPU thread (`vessel_core::vm::Vm`); stdin and the monitor talk to it
+//! through its `Commander`.
 //!
-//! Exit status: 0 on guest power-off (ACPI S5), QEMU's `(value << 1) | 1` for a write to the
-//! isa-debug-exit port 0x501, 0 when the guest resets with `-no-reboot`, 124 on `--timeout`.
+//! Consoles: serial defaults to stdio (stdin is its input). With `-nographic` (and no
+//! `-monitor`) stdio is QEMU's multiplexer `mon:stdio`: Ctrl-A c switches to the monitor.
+//! `-monitor stdio` needs the serial port elsewhere (`-serial file:..`/`none`; without `-serial`
+//! it goes nowhere, with `-nographic` or `-serial stdio` it is an error, as in QEMU).
+//!
+//! Exit status: 0 on guest power-off (ACPI S5) or `quit`, QEMU's `(value << 1) | 1` for a write
+//! to the isa-debug-exit port 0x501, 0 when the guest resets with `-no-reboot`, 124 on
+//! `--timeout`, 1 when the CPU halts for good (interrupts off).
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufWriter, Read};
+use std::io::BufWriter;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use vessel_machines::pc::machine::{Machine, Slice, Stop};
+use vessel_core::vm::{Command, Event, StopReason, Vm, VmOptions};
+use vessel_machines::pc::machine::Machine;
 use vessel_machines::pc::{LinuxBoot, Pc, PcConfig};
 use vessel_machines::serial::SerialSink;
 use vessel_machines::vga::PciVga;
+
+use crate::monitor::stdio::StdinMode;
 
 pub const DEFAULT_BIOS: &str = "/usr/share/seabios/bios.bin";
 pub const LINUXBOOT_ROM: &str = "/usr/share/qemu/linuxboot_dma.bin";
@@ -49,7 +61,8 @@ pub struct RunArgs {
     /// otherwise the run is headless with a warning.
     #[arg(long)]
     pub display: Option<String>,
-    /// The VM's name for the window title (QEMU `-name NAME` or `-name guest=NAME,...`).
+    /// The VM's name for the window title (QEMU `-name NAME` or `-name guest=NAME,...`);
+    /// also names the savevm state directory.
     #[arg(long)]
     pub name: Option<String>,
     /// Start the window fullscreen (Ctrl+Alt+F toggles).
@@ -59,6 +72,26 @@ pub struct RunArgs {
     /// (fill the window, filtered); both keep the aspect ratio.
     #[arg(long, value_enum, default_value = "integer")]
     pub scale: crate::window::ScaleMode,
+    /// Monitor console: `stdio`, `unix:PATH,server,nowait` (the control socket) or `none`.
+    #[arg(long)]
+    pub monitor: Option<String>,
+    /// Run the VM of this profile (`<data>/vessel/NAME.ron`): the machine comes from the
+    /// profile, consoles and `--timeout` from the command line.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Directory for savevm machine states (default: see docs/monitor.md).
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<PathBuf>,
+    /// Start paused (QEMU `-S`); `cont` in the monitor starts the CPU.
+    #[arg(short = 'S')]
+    pub start_paused: bool,
+    /// Sound card (QEMU `-soundhw`): none is emulated yet, so anything but `none` is refused.
+    #[arg(long)]
+    pub soundhw: Option<String>,
+    #[arg(long)]
+    pub audiodev: Option<String>,
+    #[arg(long)]
+    pub audio: Option<String>,
     /// No display at all: serial on stdio and SeaBIOS mirrors its screen to COM1 (as QEMU).
     #[arg(long)]
     pub nographic: bool,
@@ -229,6 +262,13 @@ fn parse_boot(spec: Option<&str>) -> (String, bool) {
 }
 
 pub fn build_machine(a: &RunArgs) -> Result<Machine> {
+    for (flag, v) in [("-soundhw", &a.soundhw), ("-audiodev", &a.audiodev), ("-audio", &a.audio)] {
+        if let Some(v) = v {
+            if v != "none" {
+                bail!("{flag} {v}: Vessel has no sound device yet (no Sound Blaster 16); remove {flag}");
+            }
+        }
+    }
     let bios = std::fs::read(&a.bios).with_context(|| format!("read BIOS {}", a.bios.display()))?;
     let graphics = !a.nographic && a.display.as_deref() != Some("none");
     let serial = match (&a.serial, a.nographic) {
@@ -313,35 +353,153 @@ fn build_vga(a: &RunArgs) -> Result<Option<PciVga>> {
     Ok(Some(make(rom)))
 }
 
-/// Render the VGA's current screen to a PNG file.
-fn write_screenshot(m: &mut Machine, path: &std::path::Path) -> Result<()> {
-    let now = m.pc.clock.now_ns();
-    let Some(vga) = m.pc.device_mut::<PciVga>() else {
-        bail!("--screenshot: the machine has no VGA (-vga none)");
+/// Decides where serial and monitor go when both could want stdio; sets `a.serial` to the
+/// effective serial spec and returns who reads stdin.
+pub fn resolve_consoles(a: &mut RunArgs) -> Result<StdinMode> {
+    let monitor = a.monitor.as_deref().unwrap_or("none");
+    let mon_stdio = monitor == "stdio";
+    let serial = match (a.serial.as_deref(), a.nographic, mon_stdio) {
+        (Some(s), _, _) => s.to_string(),
+        (None, true, true) => bail!("-nographic -monitor stdio: stdio cannot be used by both the serial port and the monitor (use -serial mon:stdio, or -monitor unix:PATH,server,nowait)"),
+        (None, true, false) if a.monitor.is_none() => "mon:stdio".into(),
+        (None, _, true) => "none".into(),
+        (None, _, false) => "stdio".into(),
     };
-    let frame = vga.update_frame(now);
-    crate::screenshot::write_png(path, frame)?;
-    tracing::info!(path = %path.display(), width = frame.width, height = frame.height, "screenshot written");
+    let mode = match serial.as_str() {
+        "stdio" if mon_stdio => bail!("-serial stdio -monitor stdio: stdio cannot be used by both (use -serial mon:stdio to share it)"),
+        "mon:stdio" if mon_stdio => bail!("-serial mon:stdio already puts the monitor on stdio; drop -monitor stdio"),
+        "stdio" => StdinMode::Serial,
+        "mon:stdio" => StdinMode::Mux,
+        _ if mon_stdio => StdinMode::Monitor,
+        _ => StdinMode::None,
+    };
+    match monitor {
+        "stdio" | "none" => {}
+        m if m.starts_with("unix:") => {}
+        m => bail!("unknown -monitor {m:?}: use stdio, unix:PATH,server,nowait or none"),
+    }
+    a.serial = Some(serial);
+    Ok(mode)
+}
+
+/// `<XDG data>/vessel`.
+fn data_dir() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|v| std::path::Path::new(v).is_absolute()) {
+        return Ok(PathBuf::from(d).join("vessel"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/vessel")),
+        None => bail!("no data directory for savevm states: set XDG_DATA_HOME or HOME, or pass --state-dir"),
+    }
+}
+
+/// The first disk image on the command line (`-hda`, `-drive file=`).
+fn first_disk(a: &RunArgs) -> Option<PathBuf> {
+    a.hda.clone().or_else(|| {
+        a.drive.iter().find_map(|d| {
+            let media_cd = d.split(',').any(|p| p == "media=cdrom");
+            let file = d.split(',').find_map(|p| p.strip_prefix("file="))?;
+            (!media_cd).then(|| PathBuf::from(file))
+        })
+    })
+}
+
+/// Where savevm keeps machine states (docs/monitor.md): `--state-dir`; the profile's
+/// `<data>/vessel/NAME/states`; `<data>/vessel/states/NAME` for `-name NAME`; next to the
+/// first disk (`DISK.states/`); else `<data>/vessel/states/default`.
+pub fn state_dir(a: &RunArgs) -> Result<PathBuf> {
+    if let Some(d) = &a.state_dir {
+        return Ok(d.clone());
+    }
+    if let Some(p) = &a.profile {
+        return Ok(data_dir()?.join(p).join("states"));
+    }
+    if let Some(n) = &a.name {
+        return Ok(data_dir()?.join("states").join(n));
+    }
+    if let Some(d) = first_disk(a) {
+        let mut s = d.into_os_string();
+        s.push(".states");
+        return Ok(PathBuf::from(s));
+    }
+    Ok(data_dir()?.join("states/default"))
+}
+
+/// `--profile NAME`: fill the machine flags from the profile.
+pub fn apply_profile(a: &mut RunArgs) -> Result<()> {
+    use vessel_core::profile::{DiskInterface, Network, SoundCard, Store, Vga};
+    let Some(name) = a.profile.clone() else { return Ok(()) };
+    if a.hda.is_some() || a.cdrom.is_some() || a.fda.is_some() || !a.drive.is_empty() || a.kernel.is_some() {
+        bail!("--profile {name}: the disks and boot files come from the profile; drop -hda/-cdrom/-fda/-drive/-kernel");
+    }
+    let store = Store::open_default().context("open the profile store")?;
+    let p = store.load(&name).with_context(|| format!("--profile {name} (profiles are in {})", store.root().display()))?;
+    let problems = store.problems(&p);
+    // a disk with size_mib that does not exist yet is created by the manager, not here
+    let missing: Vec<String> = p
+        .disks
+        .iter()
+        .map(|d| store.resolve(&d.path))
+        .filter(|f| !f.exists())
+        .map(|f| format!("disk {} does not exist (create it with `vessel img create -f qcow2 FILE SIZE`)", f.display()))
+        .chain(problems.iter().filter(|pr| !pr.field.starts_with("disks")).map(|pr| format!("{}: {}", pr.field, pr.message)))
+        .collect();
+    if !missing.is_empty() {
+        bail!("profile {name} ({}): {}", store.profile_path(&name).display(), missing.join("; "));
+    }
+    if p.sound != SoundCard::None {
+        bail!("profile {name}: sound {:?} is not emulated yet; set `sound: None`", p.sound);
+    }
+    if p.network != Network::None {
+        bail!("profile {name}: network {:?} is not emulated yet; set `network: None`", p.network);
+    }
+    a.memory = format!("{}M", p.memory_mib);
+    for d in &p.disks {
+        let file = store.resolve(&d.path);
+        let iface = match d.interface {
+            DiskInterface::Ide => "ide",
+            DiskInterface::Floppy => "floppy",
+        };
+        let mut spec = format!("file={},format={},if={iface}", file.display(), d.format.name());
+        if d.read_only {
+            spec += ",readonly=on";
+        }
+        a.drive.push(spec);
+    }
+    a.cdrom = p.cdrom.as_ref().map(|c| store.resolve(c));
+    a.fda = p.floppy.as_ref().map(|f| store.resolve(f));
+    if a.boot.is_none() && !p.boot_order.is_empty() {
+        a.boot = Some(p.boot_order.clone());
+    }
+    a.vga = match p.vga {
+        Vga::Std => "std".into(),
+        Vga::Cirrus => "cirrus".into(),
+    };
+    a.localtime |= p.localtime;
+    a.full_screen |= p.full_screen;
+    if a.name.is_none() {
+        a.name = Some(p.name.clone());
+    }
     Ok(())
 }
 
-fn stdin_reader() -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 256];
-        let mut stdin = std::io::stdin();
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
-            }
+fn exit_code(r: &StopReason) -> i32 {
+    match r {
+        StopReason::PowerOff => {
+            tracing::info!("guest powered off");
+            0
         }
-    });
-    rx
+        StopReason::DebugExit(c) => *c as i32,
+        StopReason::Reset => {
+            tracing::info!("guest reset (-no-reboot)");
+            0
+        }
+        StopReason::Hung(msg) => {
+            eprintln!("vessel: {msg}");
+            1
+        }
+        StopReason::Requested => 0,
+    }
 }
 
 /// Whether `vessel run` shows the guest in a window.
@@ -373,7 +531,10 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
         let n = n.split(',').find_map(|p| p.strip_prefix("guest=")).unwrap_or(n.split(',').next().unwrap_or(""));
         a.name = Some(n.to_string());
     }
-    let windowed = match display_kind(&a)? {
+    // the command line picks headless or window; a profile adds full screen and its name
+    let kind = display_kind(&a)?;
+    apply_profile(&mut a)?;
+    let windowed = match kind {
         DisplayKind::Headless => false,
         DisplayKind::Window => true,
         DisplayKind::Auto if crate::window::display_server_available() => true,
@@ -382,98 +543,78 @@ pub fn run(mut a: RunArgs) -> Result<i32> {
             false
         }
     };
-    let mut m = build_machine(&a)?;
-    if windowed {
-        return crate::window::session::run_windowed(&a, m);
-    }
-    let serial_stdio = a.serial.as_deref().is_none_or(|s| s == "stdio" || s == "mon:stdio");
-    let input = serial_stdio.then(stdin_reader);
-    let mut pending: Vec<u8> = Vec::new();
-    let start = Instant::now();
-    let deadline = a.timeout.map(|t| start + Duration::from_secs_f64(t));
-    let mut slices = 0u64;
-    let code = loop {
-        slices += 1;
-        if slices % 256 == 0 {
-            if let Some(rx) = &input {
-                while let Ok(d) = rx.try_recv() {
-                    pending.extend(d);
-                }
-            }
-            if let Some(d) = deadline {
-                if Instant::now() >= d {
-                    m.pc.flush();
-                    eprintln!("vessel: timeout after {:.1}s", a.timeout.unwrap_or(0.0));
-                    break 124;
-                }
-            }
+    let stdin_mode = resolve_consoles(&mut a)?;
+    let machine = build_machine(&a)?;
+    let monitor_socket = match a.monitor.as_deref() {
+        Some(m) if m.starts_with("unix:") => {
+            let spec = crate::monitor::socket::parse_unix(m)?;
+            let (l, first) = crate::monitor::socket::bind(&spec)?;
+            Some((l, first, spec.path))
         }
-        if !pending.is_empty() && m.pc.serial.rx_has_room() {
-            let b = pending.remove(0);
-            m.pc.serial_receive(&[b]);
-        }
-        match m.run_slice() {
-            Slice::Ran => {
-                if a.realtime {
-                    let ahead = m.pc.clock.now_ns() as i128 - start.elapsed().as_nanos() as i128;
-                    if ahead > 2_000_000 {
-                        std::thread::sleep(Duration::from_nanos(ahead as u64));
-                    }
-                }
-            }
-            Slice::Idle => {
-                // Halted with nothing scheduled: wait for host input.
-                m.pc.flush();
-                std::thread::sleep(Duration::from_millis(5));
-                if let Some(rx) = &input {
-                    while let Ok(d) = rx.try_recv() {
-                        pending.extend(d);
-                    }
-                }
-                if let Some(d) = deadline {
-                    if Instant::now() >= d {
-                        eprintln!("vessel: timeout");
-                        break 124;
-                    }
-                }
-            }
-            Slice::Stopped(s) => {
-                m.pc.flush();
-                match s {
-                    Stop::PowerOff => {
-                        tracing::info!("guest powered off");
-                        break 0;
-                    }
-                    Stop::DebugExit(c) => break c as i32,
-                    Stop::Reset => {
-                        tracing::info!("guest reset (-no-reboot)");
-                        break 0;
-                    }
-                    Stop::Hung => {
-                        let s = m.cpu.state();
-                        eprintln!(
-                            "vessel: CPU halted with interrupts disabled at {:04x}:{:08x}",
-                            s.seg[1].selector, s.eip
-                        );
-                        break 1;
-                    }
-                }
-            }
+        _ => None,
+    };
+    let opts = VmOptions {
+        start_paused: a.start_paused,
+        realtime: a.realtime,
+        refresh_ms: None,
+        state_dir: Some(state_dir(&a)?),
+    };
+    let consoles = move |cmd: &vessel_core::vm::Commander| {
+        crate::monitor::stdio::start(stdin_mode, cmd.clone());
+        if let Some((l, first, path)) = monitor_socket {
+            crate::monitor::socket::serve(l, first, cmd.clone(), &path);
         }
     };
-    m.pc.flush();
-    if let Some(p) = &a.screenshot {
-        write_screenshot(&mut m, p)?;
+    if windowed {
+        return crate::window::session::run_windowed(&a, machine, opts, consoles);
     }
-    let secs = start.elapsed().as_secs_f64();
-    tracing::info!(
-        instructions = m.pc.clock.instructions,
-        virtual_ms = m.pc.clock.now_ns() / 1_000_000,
-        wall_s = secs,
-        mips = m.pc.clock.instructions as f64 / secs / 1e6,
-        "run finished"
-    );
-    Ok(code)
+    let start = Instant::now();
+    let mut vm = Vm::spawn(machine, opts);
+    let events = vm.take_events().expect("fresh VM");
+    let mut frames = vm.take_frames().expect("fresh VM");
+    consoles(&vm.commander());
+    let deadline = a.timeout.map(|t| start + Duration::from_secs_f64(t));
+    let mut code = None;
+    while code.is_none() {
+        let ev = match deadline {
+            Some(d) => events.recv_timeout(d.saturating_duration_since(Instant::now())),
+            None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match ev {
+            Ok(Event::Exited(r)) => code = Some(exit_code(&r)),
+            Ok(Event::Error(e)) => eprintln!("vessel: {e}"),
+            Ok(Event::Serial(b)) => {
+                use std::io::Write;
+                let _ = std::io::stdout().write_all(&b);
+            }
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = vm.send(Command::Quit);
+                // wait for the CPU thread's flush and final frame
+                while let Ok(e) = events.recv_timeout(Duration::from_secs(10)) {
+                    if matches!(e, Event::Exited(_)) {
+                        break;
+                    }
+                }
+                eprintln!("vessel: timeout after {:.1}s", a.timeout.unwrap_or(0.0));
+                code = Some(124);
+            }
+            Err(RecvTimeoutError::Disconnected) => code = Some(1),
+        }
+    }
+    vm.join();
+    if let Some(p) = &a.screenshot {
+        let frame = match frames.latest() {
+            Some(f) => f,
+            None => frames.current(),
+        };
+        if frame.width == 0 || frame.height == 0 {
+            bail!("--screenshot: the machine has no display output (-vga none?)");
+        }
+        crate::screenshot::write_png(p, frame)?;
+        tracing::info!(path = %p.display(), width = frame.width, height = frame.height, "screenshot written");
+    }
+    Ok(code.unwrap_or(1))
 }
 
 #[cfg(test)]

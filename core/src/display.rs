@@ -34,7 +34,7 @@ impl Rect {
 }
 
 /// One rendered guest screen.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Frame {
     pub width: u32,
     pub height: u32,

@@ -94,6 +94,11 @@ pub trait IoDevice: Send + Any {
     fn drives(&self) -> Vec<vessel_core::vm::BlockInfo> {
         Vec::new()
     }
+    /// The disk images behind this device's drives (what `savevm` must snapshot together with
+    /// the machine state). Empty drives are left out.
+    fn disks(&self) -> Vec<vessel_core::vm::VmDisk> {
+        Vec::new()
+    }
     /// Insert (`Some`) or eject (`None`) the medium of drive `device` (`BlockInfo::device`).
     /// `None`: not one of this device's drives.
     fn change_media(

@@ -4,7 +4,6 @@
 //! the engine itself (the monitor) uses [`GuestWindow`](super::GuestWindow) directly: create it
 //! first (main thread), spawn the engine with its `frame_notify()`, then `run()` it.
 
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,39 +27,22 @@ pub fn exit_status(reason: &StopReason) -> i32 {
     }
 }
 
-/// Bytes typed on stdin to COM1 (when the serial port is on stdio), as the headless run does.
-fn forward_stdin(cmd: vessel_core::vm::Commander) {
-    std::thread::Builder::new()
-        .name("vessel-stdin".into())
-        .spawn(move || {
-            let mut buf = [0u8; 256];
-            let mut stdin = std::io::stdin();
-            loop {
-                match stdin.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if cmd.send(Command::SerialInput(buf[..n].to_vec())).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        })
-        .expect("spawn the stdin thread");
-}
-
 /// Run `machine` on the engine and show it in a window until the VM ends or the window closes.
-pub fn run_windowed(a: &RunArgs, machine: Machine) -> Result<i32> {
+/// `consoles` starts stdin and the monitor on the VM's commander (`run::run` decides which).
+pub fn run_windowed(
+    a: &RunArgs,
+    machine: Machine,
+    mut opts: VmOptions,
+    consoles: impl FnOnce(&vessel_core::vm::Commander),
+) -> Result<i32> {
     let window = GuestWindow::new()?;
     // An interactive guest runs in real time: the VM never races ahead of the wall clock.
-    let opts = VmOptions { realtime: true, ..VmOptions::default() };
+    opts.realtime = true;
     let mut vm = Vm::spawn_with_notify(machine, opts, Some(window.frame_notify()));
     let frames = vm.take_frames().expect("fresh VM has its frame reader");
     let events = vm.take_events().expect("fresh VM has its events");
     let commander = vm.commander();
-    if a.serial.as_deref().is_none_or(|s| s == "stdio" || s == "mon:stdio") {
-        forward_stdin(commander.clone());
-    }
+    consoles(&commander);
     let timed_out = Arc::new(AtomicBool::new(false));
     if let Some(t) = a.timeout {
         let (cmd, flag) = (commander.clone(), timed_out.clone());

@@ -151,6 +151,10 @@ pub trait BlockDevice: Send + Sync {
         Ok(())
     }
     fn read_only(&self) -> bool;
+    /// The qcow2 image behind this device, if it is one (internal snapshots for `savevm`).
+    fn as_qcow2(&self) -> Option<&qcow2::Qcow2> {
+        None
+    }
 }
 
 /// Checks that `offset..offset+len` lies inside a device of `size` bytes.

@@ -20,17 +20,22 @@
 
 mod frame;
 mod input;
+pub mod snapshot;
 mod thread;
 
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
 pub use frame::{FrameReader, FrameWriter, frame_channel};
 pub use input::{InputEvent, MouseButtons, PAUSE, PRINT_SCREEN};
+pub use snapshot::SnapshotEntry;
 
+use crate::block::BlockDevice;
+use crate::cpu::CpuState;
 use crate::display::Frame;
 
 /// What one call of [`Machine::run_slice`] did.
@@ -113,12 +118,37 @@ pub trait Machine: Send + 'static {
     fn restore_state(&mut self, _input: &mut dyn std::io::Read) -> Result<(), VmError> {
         Err(VmError::Unsupported("restoring machine state"))
     }
-    /// Flush output sinks (serial files, disks' write caches).
+    /// Flush output sinks (serial files, disks' write caches). Called on pause, stop, savevm and
+    /// each time the guest goes idle (so a shell prompt without a newline shows): keep it cheap
+    /// when nothing is pending.
     fn flush(&mut self) {}
     /// Push buffered console output (serial and debug-console files, stdout) to the OS, so
     /// whoever watches them sees it promptly. Cheap; the engine calls it about every display
     /// refresh interval.
     fn flush_output(&mut self) {}
+    /// The (first) CPU's registers, for the monitor's `info registers`.
+    fn cpu_state(&self) -> Option<CpuState> {
+        None
+    }
+    /// Every disk image attached to the machine, for `savevm`/`loadvm` (which snapshot each
+    /// writable one together with the machine state, see [`snapshot`]).
+    fn disks(&self) -> Vec<VmDisk> {
+        Vec::new()
+    }
+    /// Press the ACPI power button (QEMU `system_powerdown`).
+    fn power_button(&mut self) -> Result<(), VmError> {
+        Err(VmError::Unsupported("the ACPI power button"))
+    }
+}
+
+/// A disk image a drive of the machine uses.
+#[derive(Clone)]
+pub struct VmDisk {
+    /// Drive name, as in [`BlockInfo::device`].
+    pub device: String,
+    /// Image file (for messages).
+    pub path: PathBuf,
+    pub image: Arc<dyn BlockDevice>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,14 +213,26 @@ pub enum Command {
     LoadState(PathBuf),
     /// Same as `PowerOff`; kept separate so front ends can tell "user quit" in logs.
     Quit,
+    /// `savevm NAME`: snapshot every writable disk and save the machine state (see [`snapshot`]).
+    SaveVm(String),
+    /// `loadvm NAME`: roll the disks and the machine back to snapshot NAME.
+    LoadVm(String),
+    /// `delvm NAME`.
+    DelVm(String),
+    /// ACPI power button press.
+    PowerButton,
 }
 
 /// Answers to [`Vm::request`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Reply {
     Done,
     Status(Status),
     Block(Vec<BlockInfo>),
+    Registers(Box<CpuState>),
+    /// The current screen (`None`: the machine has no display).
+    Screen(Option<Arc<Frame>>),
+    Snapshots(Vec<SnapshotEntry>),
 }
 
 /// Snapshot of the VM for `info status` and title bars.
@@ -220,6 +262,9 @@ pub enum Event {
 pub(crate) enum Query {
     Status,
     Block,
+    Registers,
+    Screen,
+    Snapshots,
 }
 
 pub(crate) enum Envelope {
@@ -236,6 +281,9 @@ pub struct VmOptions {
     pub realtime: bool,
     /// Display refresh interval (default 16 ms).
     pub refresh_ms: Option<u64>,
+    /// Where `savevm` keeps machine states (`NAME.vmstate` + `NAME.meta`); `None`: savevm is
+    /// refused.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A running virtual machine: a handle to its CPU thread.
@@ -358,6 +406,32 @@ impl Commander {
     pub fn block_info(&self) -> Result<Vec<BlockInfo>, VmError> {
         match self.query(Query::Block)? {
             Reply::Block(b) => Ok(b),
+            r => Err(VmError::Failed(format!("unexpected reply {r:?}"))),
+        }
+    }
+
+    /// The CPU registers (`None` if the machine does not expose them).
+    pub fn registers(&self) -> Result<Option<CpuState>, VmError> {
+        match self.query(Query::Registers) {
+            Ok(Reply::Registers(s)) => Ok(Some(*s)),
+            Err(VmError::Unsupported(_)) => Ok(None),
+            Ok(r) => Err(VmError::Failed(format!("unexpected reply {r:?}"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The screen as it is now (refreshed first).
+    pub fn screen(&self) -> Result<Option<Arc<Frame>>, VmError> {
+        match self.query(Query::Screen)? {
+            Reply::Screen(f) => Ok(f),
+            r => Err(VmError::Failed(format!("unexpected reply {r:?}"))),
+        }
+    }
+
+    /// Saved snapshots (`info snapshots`).
+    pub fn snapshots(&self) -> Result<Vec<SnapshotEntry>, VmError> {
+        match self.query(Query::Snapshots)? {
+            Reply::Snapshots(s) => Ok(s),
             r => Err(VmError::Failed(format!("unexpected reply {r:?}"))),
         }
     }

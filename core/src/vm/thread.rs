@@ -4,7 +4,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
 use super::{
-    Command, Envelope, Event, FrameWriter, Machine, Query, Reply, RunState, Slice, Status, StopReason,
+    snapshot, Command, Envelope, Event, FrameWriter, Machine, Query, Reply, RunState, Slice, Status, StopReason,
     VmError, VmOptions,
 };
 
@@ -65,7 +65,15 @@ pub(super) fn run<M: Machine>(
     r.drain_serial();
     r.refresh_display();
     let reason = r.stop.clone().unwrap_or(StopReason::Requested);
-    tracing::info!(?reason, instructions = r.m.instructions(), "VM stopped");
+    let wall_s = now.elapsed().as_secs_f64();
+    tracing::info!(
+        ?reason,
+        instructions = r.m.instructions(),
+        virtual_ms = r.m.virtual_ns() / 1_000_000,
+        wall_s,
+        mips = r.m.instructions() as f64 / wall_s / 1e6,
+        "VM stopped"
+    );
     r.emit(Event::StateChanged(RunState::Shutdown(reason.clone())));
     r.emit(Event::Exited(reason));
     // Answer whatever is still queued so no requester blocks forever.
@@ -140,6 +148,9 @@ impl<M: Machine> Runner<M> {
             }
             self.periodic(false);
             if idle {
+                // the guest waits for input: whatever it printed last (a shell prompt without
+                // a newline) must be visible now
+                self.m.flush();
                 match rx.recv_timeout(IDLE_WAIT) {
                     Ok(env) => self.handle(env),
                     Err(RecvTimeoutError::Timeout) => {}
@@ -237,6 +248,30 @@ impl<M: Machine> Runner<M> {
         }
     }
 
+    /// A copy of the current screen (refreshed and published like a periodic refresh, so the
+    /// front end's dirty tracking stays complete).
+    fn screen(&mut self) -> Option<std::sync::Arc<crate::display::Frame>> {
+        let f = self.m.refresh_display()?;
+        let copy = std::sync::Arc::new(f.clone());
+        let changed = f.width > 0 && f.height > 0 && !f.dirty.is_some_and(|d| d.width == 0 || d.height == 0);
+        if changed {
+            self.frames.publish(f);
+            if let Some(n) = &self.notify {
+                n();
+            }
+        }
+        Some(copy)
+    }
+
+    /// After the virtual clock jumped (loadvm): realtime pacing starts from the restored time.
+    fn rebase_epoch(&mut self) {
+        let v = Duration::from_nanos(self.m.virtual_ns());
+        self.epoch = Instant::now().checked_sub(v).unwrap_or_else(Instant::now);
+        if self.paused {
+            self.paused_at = Some(Instant::now());
+        }
+    }
+
     fn set_paused(&mut self, p: bool) {
         if p == self.paused {
             return;
@@ -255,10 +290,18 @@ impl<M: Machine> Runner<M> {
         match env {
             Envelope::Query(q, reply) => {
                 let r = match q {
-                    Query::Status => Reply::Status(self.status()),
-                    Query::Block => Reply::Block(self.m.block_info()),
+                    Query::Status => Ok(Reply::Status(self.status())),
+                    Query::Block => Ok(Reply::Block(self.m.block_info())),
+                    Query::Registers => match self.m.cpu_state() {
+                        Some(s) => Ok(Reply::Registers(Box::new(s))),
+                        None => Err(VmError::Unsupported("reading CPU registers")),
+                    },
+                    Query::Screen => Ok(Reply::Screen(self.screen())),
+                    Query::Snapshots => {
+                        snapshot::list(&self.m, self.opts.state_dir.as_deref()).map(Reply::Snapshots)
+                    }
                 };
-                let _ = reply.send(Ok(r));
+                let _ = reply.send(r);
             }
             Envelope::Cmd(cmd, reply) => {
                 let res = self.apply(cmd);
@@ -306,9 +349,20 @@ impl<M: Machine> Runner<M> {
             Command::LoadState(path) => {
                 let f = std::fs::File::open(&path).map_err(|e| VmError::io(&path, e))?;
                 self.m.restore_state(&mut std::io::BufReader::new(f))?;
+                self.rebase_epoch();
                 // the guest's screen is whatever the restored device shows: full refresh
                 self.refresh_display();
             }
+            Command::SaveVm(name) => {
+                snapshot::save(&mut self.m, self.opts.state_dir.as_deref(), &name)?;
+            }
+            Command::LoadVm(name) => {
+                snapshot::load(&mut self.m, self.opts.state_dir.as_deref(), &name)?;
+                self.rebase_epoch();
+                self.refresh_display();
+            }
+            Command::DelVm(name) => snapshot::delete(&mut self.m, self.opts.state_dir.as_deref(), &name)?,
+            Command::PowerButton => self.m.power_button()?,
         }
         Ok(Reply::Done)
     }

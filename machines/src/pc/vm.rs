@@ -238,6 +238,17 @@ impl super::Pc {
         v
     }
 
+    pub fn disks(&self) -> Vec<vm::VmDisk> {
+        let mut v = Vec::new();
+        for e in &self.ext {
+            match e {
+                Ext::Pci { dev, .. } => v.extend(dev.disks()),
+                Ext::Isa(d) => v.extend(d.disks()),
+            }
+        }
+        v
+    }
+
     pub fn change_media(&mut self, device: &str, path: Option<&std::path::Path>) -> Result<(), VmError> {
         for e in &mut self.ext {
             if let Some(r) = e.io().change_media(device, path) {
@@ -364,6 +375,14 @@ impl vm::Machine for Machine {
         self.pc.serial.flush();
         self.pc.debugcon.flush();
         let _ = std::io::stdout().flush();
+    }
+
+    fn cpu_state(&self) -> Option<CpuState> {
+        Some(self.cpu.state())
+    }
+
+    fn disks(&self) -> Vec<vm::VmDisk> {
+        self.pc.disks()
     }
 }
 

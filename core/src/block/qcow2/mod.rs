@@ -856,6 +856,10 @@ impl BlockDevice for Qcow2 {
     fn read_only(&self) -> bool {
         self.read_only
     }
+
+    fn as_qcow2(&self) -> Option<&Qcow2> {
+        Some(self)
+    }
 }
 
 impl Drop for Qcow2 {
