@@ -906,6 +906,7 @@ impl Pc {
                         0xF0 => self.pm.pm1_cnt &= !1,
                         _ => {}
                     }
+                    self.update_ext_irqs();
                 }
             }
             0x3F8..=0x3FF => {

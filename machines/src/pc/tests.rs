@@ -212,3 +212,22 @@ fn floppy_controller_ports_irq6_and_cmos() {
     pc.change_media("floppy0", None).unwrap();
     assert_eq!(pc.block_info()[0].file, None);
 }
+
+/// `system_powerdown`: the power button raises the SCI (IRQ 9) once ACPI mode and PWRBTN_EN are
+/// on, and writing 1 to PWRBTN_STS lowers it, as Linux's ACPI driver does.
+#[test]
+fn power_button_raises_sci_on_irq9() {
+    let mut pc = pc();
+    cfg_write(&mut pc, 0x0B, 0x40, 4, 0x601);
+    cfg_write(&mut pc, 0x0B, 0x80, 1, 1);
+    pc.pm.press_power_button();
+    pc.update_ext_irqs();
+    assert_eq!(pc.io_read(0x600, 2) & 0x100, 0x100, "PWRBTN_STS");
+    assert_eq!(pc.pic.chips[1].lines & 0x02, 0, "no SCI before ACPI mode and PWRBTN_EN");
+    pc.io_write(0x604, 2, 1); // SCI_EN (what the ACPI enable SMI does)
+    pc.io_write(0x602, 2, 0x100); // PWRBTN_EN
+    assert_eq!(pc.pic.chips[1].lines & 0x02, 0x02, "SCI asserted");
+    pc.io_write(0x600, 2, 0x100); // acknowledge
+    assert_eq!(pc.io_read(0x600, 2) & 0x100, 0);
+    assert_eq!(pc.pic.chips[1].lines & 0x02, 0, "SCI released");
+}

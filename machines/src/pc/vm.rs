@@ -377,6 +377,12 @@ impl vm::Machine for Machine {
         let _ = std::io::stdout().flush();
     }
 
+    fn power_button(&mut self) -> Result<(), VmError> {
+        self.pc.pm.press_power_button();
+        self.pc.update_ext_irqs();
+        Ok(())
+    }
+
     fn cpu_state(&self) -> Option<CpuState> {
         Some(self.cpu.state())
     }
