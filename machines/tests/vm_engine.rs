@@ -96,3 +96,88 @@ fn vm_runs_seabios_pause_resume_reset_quit() {
     assert!(w.events.contains(&Event::StateChanged(RunState::Shutdown(StopReason::Requested))));
     vm.join();
 }
+
+fn qemu(cmd: &str, args: &[&str]) -> String {
+    let o = std::process::Command::new(cmd).args(args).output().expect("qemu tools (scripts/setup-debian)");
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{cmd} {args:?}: {text}");
+    text
+}
+
+/// savevm/loadvm with a disk: the machine state and a qcow2 snapshot of the (writable) floppy are
+/// taken together, `qemu-img` sees the snapshot, a write after savevm is rolled back by loadvm,
+/// the image stays clean; a writable raw disk makes savevm fail, naming the drive, before
+/// anything is written.
+#[test]
+fn savevm_snapshots_the_disks_with_the_machine() {
+    use vessel_machines::fdc::{Fdc, Media};
+    let dir = std::env::temp_dir().join(format!("vessel-vmsnap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("fd.qcow2");
+    let img_s = img.to_str().unwrap();
+    qemu("qemu-img", &["create", "-q", "-f", "qcow2", img_s, "1440K"]);
+    qemu("qemu-io", &["-c", "write -P 0x11 0 4k", img_s]);
+    let raw = dir.join("fd.img");
+    std::fs::write(&raw, vec![0u8; 1440 << 10]).unwrap();
+    let states = dir.join("states");
+
+    let machine = |path: &std::path::Path, fmt: &str| {
+        let media = Media::open(path, Some(fmt), false).unwrap();
+        let image = media.image.clone();
+        let mut m = seabios_machine();
+        let mut fdc = Fdc::new();
+        fdc.attach(0, Some(media));
+        m.pc.add_fdc(fdc);
+        (m, image)
+    };
+    let opts = VmOptions { state_dir: Some(states.clone()), ..Default::default() };
+
+    // raw and writable: refused up front
+    let (m, _) = machine(&raw, "raw");
+    let vm = Vm::spawn(m, opts.clone());
+    let e = vm.request(Command::SaveVm("s1".into())).unwrap_err().to_string();
+    assert!(e.contains("drive floppy0") && e.contains("fd.img") && e.contains("qcow2"), "{e}");
+    assert!(!states.join("s1.vmstate").exists());
+    assert_eq!(vm.status().unwrap().state, RunState::Running, "a refused savevm leaves the VM running");
+    drop(vm);
+
+    let (m, image) = machine(&img, "qcow2");
+    let mut vm = Vm::spawn(m, opts);
+    let mut w = Watch { rx: vm.take_events().unwrap(), serial: String::new(), events: Vec::new() };
+    w.until("the SeaBIOS banner", 120, |w| w.serial.contains(BANNER));
+    vm.request(Command::Pause).unwrap();
+    let before = vm.status().unwrap();
+    vm.request(Command::SaveVm("s1".into())).unwrap();
+    assert!(states.join("s1.vmstate").exists());
+    let list = qemu("qemu-img", &["snapshot", "-U", "-l", img_s]);
+    assert!(list.lines().any(|l| l.split_whitespace().nth(1) == Some("s1")), "qemu-img does not see s1:\n{list}");
+    let snaps = vm.snapshots().unwrap();
+    assert_eq!(snaps.len(), 1);
+    assert_eq!((snaps[0].name.as_str(), snaps[0].disks.as_slice()), ("s1", &["floppy0".to_string()][..]));
+
+    // the disk and the machine move on ...
+    vm.request(Command::Resume).unwrap();
+    image.write_at(&[0x22; 4096], 0).unwrap();
+    image.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_ne!(vm.status().unwrap().instructions, before.instructions);
+    // ... and loadvm brings both back
+    vm.request(Command::Pause).unwrap();
+    vm.request(Command::LoadVm("s1".into())).unwrap();
+    let after = vm.status().unwrap();
+    assert_eq!((after.instructions, after.virtual_ns), (before.instructions, before.virtual_ns));
+    let mut buf = [0u8; 4096];
+    image.read_at(&mut buf, 0).unwrap();
+    assert!(buf.iter().all(|&b| b == 0x11), "loadvm did not revert the disk");
+    vm.request(Command::Resume).unwrap();
+    vm.request(Command::DelVm("s1".into())).unwrap();
+    assert!(vm.snapshots().unwrap().is_empty());
+    vm.request(Command::Quit).unwrap();
+    vm.join();
+    drop(image);
+    let check = qemu("qemu-img", &["check", img_s]);
+    assert!(check.contains("No errors were found"), "{check}");
+    assert!(!qemu("qemu-img", &["snapshot", "-l", img_s]).contains("s1"));
+    qemu("qemu-io", &["-c", "read -P 0x11 0 4k", img_s]);
+}

@@ -337,6 +337,18 @@ impl Vm {
         self.cmd.block_info()
     }
 
+    pub fn registers(&self) -> Result<Option<CpuState>, VmError> {
+        self.cmd.registers()
+    }
+
+    pub fn screen(&self) -> Result<Option<Arc<Frame>>, VmError> {
+        self.cmd.screen()
+    }
+
+    pub fn snapshots(&self) -> Result<Vec<SnapshotEntry>, VmError> {
+        self.cmd.snapshots()
+    }
+
     /// The event stream (can be taken once, e.g. by the front end's event loop).
     pub fn take_events(&mut self) -> Option<Receiver<Event>> {
         self.events.take()

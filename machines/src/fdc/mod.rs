@@ -1119,6 +1119,15 @@ impl IoDevice for Fdc {
             .collect()
     }
 
+    fn disks(&self) -> Vec<vessel_core::vm::VmDisk> {
+        (0..2)
+            .filter_map(|u| {
+                let m = self.drive(u)?.media.as_ref()?;
+                Some(vessel_core::vm::VmDisk { device: format!("floppy{u}"), path: m.path.clone(), image: m.image.clone() })
+            })
+            .collect()
+    }
+
     fn change_media(&mut self, device: &str, path: Option<&Path>) -> Option<Result<(), VmError>> {
         let unit = Self::unit_of(device)?;
         self.drive(unit)?;
