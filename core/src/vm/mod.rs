@@ -118,13 +118,11 @@ pub trait Machine: Send + 'static {
     fn restore_state(&mut self, _input: &mut dyn std::io::Read) -> Result<(), VmError> {
         Err(VmError::Unsupported("restoring machine state"))
     }
-    /// Flush output sinks (serial files, disks' write caches). Called on pause, stop, savevm and
-    /// each time the guest goes idle (so a shell prompt without a newline shows): keep it cheap
-    /// when nothing is pending.
+    /// Flush output sinks (serial files, disks' write caches). Called on pause, stop and savevm.
     fn flush(&mut self) {}
     /// Push buffered console output (serial and debug-console files, stdout) to the OS, so
-    /// whoever watches them sees it promptly. Cheap; the engine calls it about every display
-    /// refresh interval.
+    /// whoever watches them sees it promptly. Cheap (no disks); the engine calls it about every
+    /// display refresh interval and whenever the guest goes idle.
     fn flush_output(&mut self) {}
     /// The (first) CPU's registers, for the monitor's `info registers`.
     fn cpu_state(&self) -> Option<CpuState> {

@@ -150,7 +150,7 @@ impl<M: Machine> Runner<M> {
             if idle {
                 // the guest waits for input: whatever it printed last (a shell prompt without
                 // a newline) must be visible now
-                self.m.flush();
+                self.m.flush_output();
                 match rx.recv_timeout(IDLE_WAIT) {
                     Ok(env) => self.handle(env),
                     Err(RecvTimeoutError::Timeout) => {}

@@ -308,6 +308,21 @@ impl IoDevice for PiixIde {
         self
     }
 
+    fn disks(&self) -> Vec<vessel_core::vm::VmDisk> {
+        let mut v = Vec::new();
+        for i in 0..4 {
+            let ch = &self.chans[i / 2];
+            if let Some(m) = ch.media[i % 2].as_ref() {
+                v.push(vessel_core::vm::VmDisk {
+                    device: device_name(i, ch.drives[i % 2].kind),
+                    path: m.path.clone(),
+                    image: m.dev.clone(),
+                });
+            }
+        }
+        v
+    }
+
     fn drives(&self) -> Vec<BlockInfo> {
         let mut v = Vec::new();
         for i in 0..4 {

@@ -931,6 +931,12 @@ impl Pc {
         for e in &mut self.ext {
             e.io().flush();
         }
+        self.flush_output();
+    }
+
+    /// Only the character outputs (serial, debug console, stdout), not the disks: cheap enough
+    /// for every time the guest goes idle.
+    pub fn flush_output(&mut self) {
         self.serial.flush();
         self.debugcon.flush();
         let _ = std::io::stdout().flush();

@@ -372,9 +372,7 @@ impl vm::Machine for Machine {
     }
 
     fn flush_output(&mut self) {
-        self.pc.serial.flush();
-        self.pc.debugcon.flush();
-        let _ = std::io::stdout().flush();
+        self.pc.flush_output();
     }
 
     fn power_button(&mut self) -> Result<(), VmError> {
