@@ -430,6 +430,8 @@ fn gui_session() {
         pump_until("GRUB stopped", Duration::from_secs(20), || lib.model().state("GRUB") == VmState::Stopped);
 
         // a VM process that dies (SIGKILL, as a crash would) is reported; the manager carries on
+        // (the list was rebuilt when GRUB was created: take Empty's current row)
+        let r = row(&lib, "Empty");
         r.start.emit_clicked();
         pump_until("Empty to run again", Duration::from_secs(60), || lib.model().state("Empty") == VmState::Running);
         let pid = lib.model().pid("Empty").unwrap();
