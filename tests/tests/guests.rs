@@ -206,7 +206,8 @@ fn linux_floppy_driver_read_write() {
             "-drive".into(), format!("file={},if=floppy,format=raw", path.display()),
             "-drive".into(), format!("file={},if=floppy,index=1,format=raw,readonly=on", path_b.display()),
         ];
-        let t = run(emu, &strs(&args), &script, T_LINUX);
+        // boot plus module loading and I/O: a deadline above T_LINUX (only a slow run uses it)
+        let t = run(emu, &strs(&args), &script, 2 * T_LINUX);
         println!("{}", t.report());
         t.assert_ok();
         let after = std::fs::read(&path).unwrap();
@@ -258,7 +259,7 @@ fn linux_ata_args(scratch: &str) -> Vec<String> {
 /// master), read the CD (md5 against the host's), write a pattern and CD data to the qcow2
 /// disk and power off; the image is then checked with qemu-img / qemu-io.
 #[test]
-#[ignore = "being verified on vessel run (docs/status/storage.md)"]
+#[ignore = "on vessel run the shell stalls after the drivers probe (docs/status/storage.md, open problem)"]
 fn linux_ata_piix_disk_and_cdrom() {
     let iso = guest("grub-rescue.iso");
     let cd = std::fs::read(&iso).expect("read the ISO");
@@ -285,7 +286,8 @@ fn linux_ata_piix_disk_and_cdrom() {
         let (ok, out) = qemu_tool("qemu-img", &["create", "-q", "-f", "qcow2", &img, "16M"]);
         assert!(ok, "qemu-img create: {out}");
         let args = linux_ata_args(&img);
-        let t = run(emu, &strs(&args), &script, T_LINUX);
+        // boot plus module loading and I/O: a deadline above T_LINUX (only a slow run uses it)
+        let t = run(emu, &strs(&args), &script, 2 * T_LINUX);
         println!("{}", t.report());
         t.assert_ok();
         check_scratch(&img, &iso);

@@ -184,24 +184,7 @@ impl PiixIde {
         }
     }
 
-    fn find_drive(&self, device: &str) -> Option<(usize, usize)> {
-        (0..4).find_map(|i| {
-            let d = &self.chans[i / 2].drives[i % 2];
-            (d.kind != Kind::None && device_name(i, d.kind) == device).then_some((i / 2, i % 2))
-        })
-    }
-}
-
-impl IoDevice for PiixIde {
-    fn name(&self) -> &'static str {
-        "piix3-ide"
-    }
-
-    fn legacy_io(&self) -> Vec<(u16, u16)> {
-        vec![(0x1F0, 8), (0x3F6, 1), (0x170, 8), (0x376, 1)]
-    }
-
-    fn io_read(&mut self, ctx: &mut IoCtx, region: Region, port: u16, width: Width) -> u32 {
+    fn io_read_inner(&mut self, ctx: &mut IoCtx, region: Region, port: u16, width: Width) -> u32 {
         match region {
             Region::Legacy => {
                 let (c, reg) = Self::legacy_channel(port);
@@ -238,7 +221,7 @@ impl IoDevice for PiixIde {
         }
     }
 
-    fn io_write(&mut self, ctx: &mut IoCtx, region: Region, port: u16, width: Width, value: u32) {
+    fn io_write_inner(&mut self, ctx: &mut IoCtx, region: Region, port: u16, width: Width, value: u32) {
         let worker = &self.worker;
         let mut env = Env { worker, ram: ctx.ram };
         match region {
@@ -267,6 +250,35 @@ impl IoDevice for PiixIde {
         }
     }
 
+
+    fn find_drive(&self, device: &str) -> Option<(usize, usize)> {
+        (0..4).find_map(|i| {
+            let d = &self.chans[i / 2].drives[i % 2];
+            (d.kind != Kind::None && device_name(i, d.kind) == device).then_some((i / 2, i % 2))
+        })
+    }
+}
+
+impl IoDevice for PiixIde {
+    fn name(&self) -> &'static str {
+        "piix3-ide"
+    }
+
+    fn legacy_io(&self) -> Vec<(u16, u16)> {
+        vec![(0x1F0, 8), (0x3F6, 1), (0x170, 8), (0x376, 1)]
+    }
+
+    fn io_read(&mut self, ctx: &mut IoCtx, region: Region, port: u16, width: Width) -> u32 {
+        let v = self.io_read_inner(ctx, region, port, width);
+        tracing::trace!(?region, port, width, v, irq = self.isa_irq_levels(), "IDE read");
+        v
+    }
+
+    fn io_write(&mut self, ctx: &mut IoCtx, region: Region, port: u16, width: Width, value: u32) {
+        self.io_write_inner(ctx, region, port, width, value);
+        tracing::trace!(?region, port, width, value, irq = self.isa_irq_levels(), "IDE write");
+    }
+
     fn isa_irq_levels(&self) -> u16 {
         (self.chans[0].irq_level() as u16) << 14 | (self.chans[1].irq_level() as u16) << 15
     }
@@ -274,6 +286,7 @@ impl IoDevice for PiixIde {
     fn poll(&mut self, ctx: &mut IoCtx) {
         if self.worker.outstanding() > 0 || self.chans.iter().any(|c| c.done.is_some()) {
             self.pump(ctx.ram);
+            tracing::trace!(irq = self.isa_irq_levels(), "IDE poll delivered I/O");
         }
     }
 
