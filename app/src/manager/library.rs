@@ -175,7 +175,7 @@ impl Component for Library {
         adw::ApplicationWindow::builder()
             .title(gettext("Vessel"))
             .default_width(820)
-            .default_height(560)
+            .default_height(700)
             .build()
     }
 
