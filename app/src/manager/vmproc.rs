@@ -1,5 +1,5 @@
 //! One `vessel run` process per running VM. The manager never runs a guest in its own process:
-//! `vessel run --profile NAME -monitor unix:<vm_dir>/monitor.sock,server,nowait` runs it (and
+//! `vessel run --profile NAME -name NAME -monitor unix:<vm_dir>/monitor.sock,server,nowait` runs it (and
 //! opens the guest window when there is a display), its output goes to `<vm_dir>/run.log`, and
 //! the manager talks to it only through the control socket. A crashed VM process shows up as
 //! an exit status; the manager carries on.
@@ -73,6 +73,9 @@ impl VmProcess {
         let child = Command::new(exe)
             .arg("run")
             .arg("--profile")
+            .arg(name)
+            // the guest window's title
+            .arg("-name")
             .arg(name)
             .arg("-monitor")
             .arg(format!("unix:{},server,nowait", socket.display()))
