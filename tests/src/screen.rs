@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// An RGB image.
+#[derive(Clone)]
 pub struct Image {
     pub width: u32,
     pub height: u32,
@@ -38,6 +39,19 @@ impl Image {
     pub fn lit(&self) -> usize {
         self.rgb.chunks(3).filter(|p| p != &[0, 0, 0]).count()
     }
+
+    /// How many pixels in these rows are not black.
+    pub fn lit_in_rows(&self, rows: std::ops::Range<u32>) -> usize {
+        rows.flat_map(|y| (0..self.width).map(move |x| (x, y))).filter(|&(x, y)| self.pixel(x, y) != [0, 0, 0]).count()
+    }
+}
+
+pub fn write_png(path: &Path, img: &Image) {
+    let f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut enc = png::Encoder::new(f, img.width, img.height);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header().unwrap().write_image_data(&img.rgb).unwrap();
 }
 
 pub fn read_png(path: &Path) -> Image {

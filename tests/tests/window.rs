@@ -11,52 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use vessel_tests::screen::{read_png, write_png, Image};
 use vessel_tests::{vessel_binary, SEABIOS};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{self, ConnectionExt as _};
 use x11rb::rust_connection::RustConnection;
 
-/// An RGB image.
-#[derive(Clone)]
-struct Image {
-    width: u32,
-    height: u32,
-    rgb: Vec<u8>,
-}
-
-impl Image {
-    fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
-        let i = ((y * self.width + x) * 3) as usize;
-        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
-    }
-
-    fn lit_in_rows(&self, rows: std::ops::Range<u32>) -> usize {
-        rows.flat_map(|y| (0..self.width).map(move |x| (x, y))).filter(|&(x, y)| self.pixel(x, y) != [0, 0, 0]).count()
-    }
-}
-
-fn read_png(path: &Path) -> Image {
-    let dec = png::Decoder::new(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
-    let mut r = dec.read_info().unwrap();
-    let mut buf = vec![0; r.output_buffer_size()];
-    let info = r.next_frame(&mut buf).unwrap();
-    assert_eq!(info.color_type, png::ColorType::Rgb);
-    buf.truncate(info.buffer_size());
-    Image { width: info.width, height: info.height, rgb: buf }
-}
-
-fn write_png(path: &Path, img: &Image) {
-    let f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut enc = png::Encoder::new(f, img.width, img.height);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    enc.write_header().unwrap().write_image_data(&img.rgb).unwrap();
-}
-
 fn out_dir(test: &str) -> PathBuf {
-    let d = vessel_tests::repo_root().join("target/window-test").join(test);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    vessel_tests::screen::out_dir(&format!("window-test/{test}"))
 }
 
 fn require(tool: &str) {
