@@ -502,7 +502,14 @@ fn window_shows_framebuffer(display: &str, store: &Store, lib: &Controller<Libra
     });
     pump_for(300);
     let fb = super::thumbnail::read_image(&screen).unwrap();
-    let shown = capture_window(display, &id);
+    // The window presents the paused frame on its own schedule (software Vulkan under Xvfb can
+    // take a while on a loaded machine): wait until it shows a picture at all, then compare.
+    let mut shown = capture_window(display, &id);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !shown.rgb.iter().any(|&v| v > 48) && Instant::now() < deadline {
+        pump_for(200);
+        shown = capture_window(display, &id);
+    }
     assert!(shown.width >= fb.width && shown.height >= fb.height, "window {}x{} < guest {}x{}", shown.width, shown.height, fb.width, fb.height);
     let d = picture_difference(&fb, &shown);
     let mut flipped = fb.clone();
