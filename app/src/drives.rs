@@ -40,7 +40,7 @@ fn parse_bool(key: &str, v: &str) -> Result<bool> {
 }
 
 /// Split QEMU option syntax: `a=1,b=x,,y` (a doubled comma is a literal comma).
-fn split_opts(spec: &str) -> Vec<String> {
+pub(crate) fn split_opts(spec: &str) -> Vec<String> {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut chars = spec.chars().peekable();

@@ -21,23 +21,7 @@ pub struct FloppySpec {
 
 /// `key=value` pairs of a `-drive` option (`,,` is a literal comma, as in QEMU).
 pub fn drive_options(spec: &str) -> Vec<(String, String)> {
-    let mut parts = Vec::new();
-    let mut cur = String::new();
-    let mut chars = spec.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == ',' {
-            if chars.peek() == Some(&',') {
-                chars.next();
-                cur.push(',');
-            } else {
-                parts.push(std::mem::take(&mut cur));
-            }
-        } else {
-            cur.push(c);
-        }
-    }
-    parts.push(cur);
-    parts
+    crate::drives::split_opts(spec)
         .into_iter()
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
