@@ -259,7 +259,6 @@ fn linux_ata_args(scratch: &str) -> Vec<String> {
 /// master), read the CD (md5 against the host's), write a pattern and CD data to the qcow2
 /// disk and power off; the image is then checked with qemu-img / qemu-io.
 #[test]
-#[ignore = "on vessel run the shell stalls after the drivers probe (docs/status/storage.md, open problem)"]
 fn linux_ata_piix_disk_and_cdrom() {
     let iso = guest("grub-rescue.iso");
     let cd = std::fs::read(&iso).expect("read the ISO");
